@@ -1,0 +1,57 @@
+"""What every custom model of the zoo shares: the Hub mixin and the ``xcxr_config`` contract."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+from huggingface_hub import PyTorchModelHubMixin
+
+__all__ = ["XcxrModule", "GREY_MEAN", "GREY_STD", "DEFAULT_LABELS", "flat_size"]
+
+#: Normalisation for grey X-rays trained from scratch: roughly the pixel mean/std of the Kermany images.
+GREY_MEAN: tuple[float, ...] = (0.5,)
+GREY_STD: tuple[float, ...] = (0.25,)
+DEFAULT_LABELS: tuple[str, ...] = ("NORMAL", "PNEUMONIA")
+
+
+class XcxrModule(nn.Module, PyTorchModelHubMixin, library_name="xcxr", license="cc-by-4.0",
+                 pipeline_tag="image-classification", tags=["medical-imaging", "chest-x-ray", "explainability"]):
+    """Base of the custom models: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from
+    ``huggingface_hub.PyTorchModelHubMixin`` (config.json + model.safetensors, never pickle).
+
+    Subclasses set the class attributes ``architecture``, ``target_layer`` and ``first_layer`` and call
+    :meth:`_set_config` with their ``__init__`` arguments.
+    """
+
+    architecture: str = ""
+    target_layer: str | None = None
+    first_layer: str = ""
+
+    def _set_config(self, num_classes: int, labels: Sequence[str], in_chans: int, img_size: int,
+                    mean: Sequence[float], std: Sequence[float], **extra: Any) -> None:
+        if num_classes not in (1, 2):
+            raise ValueError(f"{self.architecture}: num_classes must be 1 (sigmoid) or 2 (softmax), got {num_classes}")
+        if len(labels) != 2:
+            raise ValueError(f"{self.architecture}: labels must name the 2 classes, got {list(labels)}")
+        self.xcxr_config: dict[str, Any] = {
+            "architecture": self.architecture, "num_classes": int(num_classes), "labels": list(labels),
+            "in_chans": int(in_chans), "img_size": int(img_size), "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std], "target_layer": self.target_layer, "first_layer": self.first_layer,
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items()},
+        }
+
+
+def flat_size(features: nn.Module, in_chans: int, img_size: int, name: str) -> int:
+    """Number of values ``features`` outputs for one image: computed by a dry run, never hard-coded."""
+    was_training = features.training
+    try:
+        with torch.no_grad():
+            out = features.eval()(torch.zeros(1, in_chans, img_size, img_size))
+    except RuntimeError as e:
+        raise ValueError(f"{name}: img_size={img_size} is too small for this network's strides and pools") from e
+    finally:
+        features.train(was_training)
+    if out[0].numel() == 0:
+        raise ValueError(f"{name}: img_size={img_size} is too small; the feature maps shrink to nothing")
+    return int(out[0].numel())
