@@ -1,0 +1,149 @@
+"""What a finished run leaves beside its weights: plots and the model card (``README.md``).
+
+The card's YAML front matter follows the Hugging Face model-card spec (license, library_name, tags, datasets,
+metrics, a ``model-index`` with the test results), so the Hub shows the numbers; the body states the metrics
+table, the thresholds, the exact training command, the data and its licence, and what the model is *not* for.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch.nn as nn
+
+from .data import ImageSet
+from .models import count_parameters, get_config
+
+__all__ = ["write_run_report", "command_line", "write_model_card", "metrics_table"]
+
+_DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "gamma": 1.0, "img_size": None,
+             "seed": 0, "augment": False, "hflip": 0.0, "val_fraction": 0.1, "max_images": None,
+             "threshold_rule": "youden", "pretrained_file": None}
+
+
+def command_line(args: Mapping[str, Any]) -> str:
+    """The ``python -m train …`` command that reproduces a run (non-default options only)."""
+    parts = ["python", "-m", "train", args["model"], "--data", str(args["data"]), "--out", str(args["out"])]
+    for key, default in _DEFAULTS.items():
+        value = args.get(key, default)
+        if value == default:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    for key, value in (args.get("model_options") or {}).items():
+        value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        parts += ["--option", f"{key}={value}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def metrics_table(section: Mapping[str, Any]) -> str:
+    """A markdown table of one ``evaluate_predictions`` result: the chosen threshold and the optimal ones."""
+    rows = [("chosen", section)] + [(name, section["thresholds"].get(name)) for name in ("f1", "gmean", "youden")]
+    lines = ["| threshold rule | threshold | accuracy | precision | recall | specificity | F1 | AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, m in rows:
+        if not m:
+            continue
+        lines.append(f"| {name} | {m['threshold']:.4f} | {m['accuracy']:.4f} | {m['precision']:.4f} | "
+                     f"{m['recall']:.4f} | {m['specificity']:.4f} | {m['f1']:.4f} | "
+                     f"{section['auc']:.4f} |" if section.get("auc") is not None else " – |")
+    return "\n".join(lines)
+
+
+def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], args: Mapping[str, Any]) -> Path:
+    """Write ``out/README.md``: YAML metadata + human-readable card."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    cfg = get_config(model)
+    is_timm = "timm_name" in cfg
+    test = metrics.get("test")
+    section, split = (test, "test") if test else (metrics["val"], "validation")
+    dataset = Path(str(args["data"]).rstrip("/")).name
+    results = [EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
+                          dataset_split=split, metric_type=key, metric_name=name, metric_value=round(value, 4))
+               for key, name, value in (("accuracy", "Accuracy", section["accuracy"]),
+                                        ("roc_auc", "ROC AUC", section["auc"]),
+                                        ("f1", "F1", section["f1"]), ("precision", "Precision", section["precision"]),
+                                        ("recall", "Recall (sensitivity)", section["recall"]))
+               if value is not None]
+    data = ModelCardData(
+        license="cc-by-4.0", library_name="timm" if is_timm else "pytorch",
+        tags=["image-classification", "medical-imaging", "chest-x-ray", "explainability", "xcxr", cfg["architecture"]],
+        datasets=[dataset], metrics=["accuracy", "roc_auc", "f1", "precision", "recall"],
+        model_name=f"{cfg['architecture']} ({dataset})", eval_results=results, pipeline_tag="image-classification")
+    load = (f'import timm\nmodel = timm.create_model("hf-hub:OWNER/NAME", pretrained=True)  # no project code needed'
+            if is_timm else
+            f'from lib.models import load_model   # this project\nmodel = load_model("OWNER/NAME")  # or a local folder')
+    patient = section.get("patient_level")
+    patient_md = (f"\n### Per patient ({split}; mean probability over a patient's images)\n\n{metrics_table(patient)}\n"
+                  if patient else "")
+    pos, neg = cfg["labels"][1], cfg["labels"][0]
+    body = f"""
+# {cfg['architecture']} — {neg} vs {pos}
+
+A teaching model of the *explainable chest X-ray classification* course app: `{cfg['architecture']}` with
+{count_parameters(model):,} trainable parameters, {cfg['num_classes']} output logit(s)
+({'softmax over two classes' if cfg['num_classes'] == 2 else f'sigmoid: logit > 0 means {pos}'}).
+
+**Not a medical device.** Trained on a small public paediatric data set for teaching; do not use it for diagnosis.
+
+## Results on the {split} split
+
+Operating threshold **{metrics['threshold']:.4f}**, chosen by `{metrics['threshold_rule']}` on the validation split
+(positive = {pos} when P({pos}) ≥ threshold). Best epoch by validation AUC: {metrics['best_epoch']}.
+
+{metrics_table(section)}
+
+Confusion matrix at the chosen threshold (rows true {neg}/{pos}, columns predicted): `{section['confusion_matrix']}`
+{patient_md}
+![ROC](roc.png) ![Confusion matrix](confusion_matrix.png) ![Training curves](training_curves.png)
+
+## Preprocessing (read it from `config.json`, never copy by hand)
+
+Grey image → resize to {cfg['img_size']}×{cfg['img_size']} (bilinear) → scale to [0, 1]
+{'→ repeat on 3 channels ' if cfg['in_chans'] == 3 else ''}→ subtract mean {cfg['mean']} → divide by std {cfg['std']}.
+Default Grad-CAM layer: `{cfg['target_layer']}`; first layer: `{cfg['first_layer']}`.
+
+## Use
+
+```python
+{load}
+```
+
+## Training
+
+```bash
+{command_line(args)}
+```
+
+Adam (lr {args['lr']}, weight decay {args['weight_decay']}), ExponentialLR gamma {args['gamma']},
+batch size {args['batch_size']}, {args['epochs']} epochs, seed {args['seed']}, class-weighted
+{'cross-entropy' if cfg['num_classes'] == 2 else 'BCE (pos_weight)'}; augmentation {'on' if args['augment'] else 'off'}.
+Full arguments: `train_args.json`; per-epoch losses and AUC: `history.json`; all metrics: `metrics.json`.
+
+## Data
+
+`{args['data']}` — Kermany, Zhang, Goldbaum (2018), *Labeled Optical Coherence Tomography (OCT) and Chest X-Ray
+Images for Classification*, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0 (MedMNIST v2 for `.npz` files:
+Yang et al., Scientific Data 10, 41 (2023), CC BY 4.0). Paediatric patients from one centre: expect a drop on
+adult or other-site X-rays.
+"""
+    card = f"---\n{data.to_yaml()}\n---\n{body}"
+    path = out / "README.md"
+    path.write_text(card)
+    return path
+
+
+def write_run_report(out: Path, model: nn.Module, metrics: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
+                     args: Mapping[str, Any], eval_set: ImageSet, eval_prob: np.ndarray) -> None:
+    """Plots (training curves, ROC, confusion matrix) and the model card for a finished run."""
+    from .metrics.plots import plot_confusion_matrix, plot_roc, plot_training_curves, save_figure
+
+    section = metrics["test"] or metrics["val"]
+    save_figure(plot_training_curves(list(history)), out / "training_curves.png")
+    save_figure(plot_roc(eval_set.labels.numpy(), eval_prob, label=get_config(model)["architecture"]), out / "roc.png")
+    save_figure(plot_confusion_matrix(section["confusion_matrix"], class_names=tuple(eval_set.classes),
+                                      title=f"threshold {metrics['threshold']:.3f}"), out / "confusion_matrix.png")
+    write_model_card(out, model, metrics, args)

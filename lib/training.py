@@ -1,0 +1,347 @@
+"""The training loop, in one readable place: ``fit(TrainConfig(...))``.
+
+What it does, in order (nanoGPT style: read it top to bottom):
+
+1. seed everything; load the splits once (decoded uint8 tensors, see :mod:`lib.data`);
+2. build the model from the registry; class-weighted loss against the imbalance — cross-entropy with
+   ``weight = N / (K·n_c)`` for two logits, ``BCEWithLogitsLoss(pos_weight = n_neg/n_pos)`` for one;
+3. Adam with weight decay, ``ExponentialLR(gamma)`` stepped once per epoch (the report's "mp");
+4. each epoch: shuffle with a generator seeded by ``(seed, epoch)``, index mini-batches straight out of the
+   uint8 tensor (no DataLoader, no decoding), optional augmentation, forward/backward/step; then validation
+   loss and AUC; keep the weights of the best validation AUC; write a checkpoint;
+5. at the end: the best weights go into a Hub-ready folder with the operating threshold chosen on the
+   validation split, test metrics at that threshold, ``history.json``, curves and the model card.
+
+Reproducible resume: every random draw of epoch ``e`` comes from generators seeded with ``(seed, e)``, and the
+checkpoint holds model, optimiser, scheduler, best weights and history, so ``--resume`` after a kill gives the
+same weights as an uninterrupted run (tested). Checkpoints are safetensors + JSON — never pickle.
+
+Scaling out: the loop goes through 🤗 Accelerate, so ``accelerate launch -m train MODEL …`` runs it data-parallel
+on several GPUs (each process takes every ``world_size``-th batch of the same permutation); a plain
+``python -m train`` is the single-process case.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import safetensors.torch
+import torch
+import torch.nn as nn
+
+from .data import Augment, DataError, ImageSet, Preprocess, available_splits, load_split, patient_split
+from .metrics import evaluate_predictions, optimal_thresholds
+from .models import create_model, get_config, positive_probability, save_model
+
+__all__ = ["TrainConfig", "fit", "make_loss", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoint"
+# Arguments that may differ between a run and its --resume without changing the result.
+_RESUMABLE = {"epochs", "resume", "overwrite", "push_to_hub", "private", "device", "progress"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; saved as ``train_args.json`` beside the weights."""
+
+    model: str
+    data: str
+    out: str
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    gamma: float = 1.0
+    img_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = False
+    hflip: float = 0.0
+    val_fraction: float = 0.1
+    max_images: int | None = None
+    threshold_rule: str = "youden"
+    pretrained_file: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    overwrite: bool = False
+    push_to_hub: str | None = None
+    private: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.batch_size >= 2, "batch_size must be ≥ 2"),
+                  (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight_decay must be ≥ 0"),
+                  (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
+                  (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+                  (0 <= self.hflip <= 1, "hflip must be in [0, 1]"),
+                  (self.threshold_rule in ("youden", "f1", "gmean", "0.5"),
+                   "threshold_rule must be one of youden, f1, gmean, 0.5")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_splits(cfg: TrainConfig, img_size: int) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+    """``(train, val, test)``; without a ``val`` split, a patient-disjoint ``val_fraction`` of train."""
+    present = available_splits(cfg.data)
+    if present and "train" not in present:
+        raise DataError(f"{cfg.data}: no 'train' split; found {present}")
+    train = load_split(cfg.data, "train" if present else None, img_size, progress=cfg.progress)
+    if "val" in present:
+        val = load_split(cfg.data, "val", img_size, progress=cfg.progress)
+    else:
+        tr_idx, va_idx = patient_split(train.paths, (1 - cfg.val_fraction, cfg.val_fraction), seed=cfg.seed)
+        log.info("no 'val' split in %s: using a patient-disjoint %.0f%% of train", cfg.data, 100 * cfg.val_fraction)
+        train, val = train.subset(tr_idx), train.subset(va_idx)
+    test = load_split(cfg.data, "test", img_size, progress=cfg.progress) if "test" in present else None
+    if cfg.max_images:
+        def cap(ds: ImageSet) -> ImageSet:
+            if len(ds) <= cfg.max_images:
+                return ds
+            g = torch.Generator().manual_seed(cfg.seed)
+            return ds.subset(sorted(torch.randperm(len(ds), generator=g)[: cfg.max_images].tolist()))
+        train, val, test = cap(train), cap(val), (cap(test) if test is not None else None)
+    for name, ds in (("train", train), ("val", val)):
+        if min(ds.class_counts()) == 0:
+            raise DataError(f"{cfg.data}: the {name} split has no images of class "
+                            f"{ds.classes[ds.class_counts().index(0)]}; both classes are needed")
+    return train, val, test
+
+
+def make_loss(model: nn.Module, train: ImageSet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Class-weighted loss for the model's output: CE for two logits, BCE with ``pos_weight`` for one."""
+    if get_config(model)["num_classes"] == 2:
+        return nn.CrossEntropyLoss(weight=train.class_weights())
+    bce = nn.BCEWithLogitsLoss(pos_weight=train.pos_weight())
+    return lambda logits, y: bce(logits[:, 0], y.float())
+
+
+def _move_loss(loss_fn: Any, device: torch.device) -> Any:
+    return loss_fn.to(device) if isinstance(loss_fn, nn.Module) else _BCEOnDevice(loss_fn, device)
+
+
+class _BCEOnDevice:
+    def __init__(self, fn: Any, device: torch.device) -> None:
+        bce = fn.__closure__[0].cell_contents  # the BCEWithLogitsLoss captured by make_loss
+        self.bce = bce.to(device)
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bce(logits[:, 0], y.float())
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, ds: ImageSet, pre: Preprocess, loss_fn: Any, device: torch.device,
+              batch_size: int) -> tuple[float, np.ndarray]:
+    """Mean loss and positive-class probabilities over a split (eval mode)."""
+    model.eval()
+    losses, probs = [], []
+    for i in range(0, len(ds), batch_size * 2):
+        x = pre(ds.images[i:i + batch_size * 2].to(device)).contiguous(memory_format=torch.channels_last)
+        y = ds.labels[i:i + batch_size * 2].to(device)
+        logits = model(x)
+        losses.append(float(loss_fn(logits, y)) * len(y))
+        probs.append(positive_probability(logits).float().cpu())
+    return sum(losses) / len(ds), torch.cat(probs).numpy()
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                     best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+    opt_state = opt.state_dict()
+    for idx, st in opt_state["state"].items():
+        for name, value in st.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    meta = {**meta, "param_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
+    # write both files under temporary names, then rename: a kill never leaves a half-written checkpoint
+    safetensors.torch.save_file(tensors, path / "state.safetensors.tmp")
+    (path / "state.json.tmp").write_text(json.dumps(meta, indent=1))
+    os.replace(path / "state.safetensors.tmp", path / "state.safetensors")
+    os.replace(path / "state.json.tmp", path / "state.json")
+
+
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
+                     ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+    meta = json.loads((path / "state.json").read_text())
+    tensors = safetensors.torch.load_file(path / "state.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    sched.load_state_dict(meta.pop("scheduler"))
+    return best, meta
+
+
+# ------------------------------------------------------------------------------------------------------ fit
+def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.data`` and write a Hub-ready folder to ``cfg.out``. Returns metrics.json."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out)
+    ckpt = out / CHECKPOINT_DIR
+    args = {k: v for k, v in asdict(cfg).items()}
+    if ckpt.exists() and not cfg.resume and not cfg.overwrite:
+        raise TrainingError(f"{out} already holds a training checkpoint; pass --resume to continue it, "
+                            "--overwrite to start again, or choose another --out")
+
+    # 1. seed, data ---------------------------------------------------------------------------------------
+    _seed_everything(cfg.seed)
+    options = dict(cfg.model_options)
+    if cfg.img_size:
+        options["img_size"] = cfg.img_size
+    if cfg.pretrained_file:
+        options["pretrained_file"] = cfg.pretrained_file
+    # 2. model, loss ---------------------------------------------------------------------------------------
+    model = create_model(cfg.model, **options)
+    mcfg = get_config(model)
+    train, val, test = load_splits(cfg, mcfg["img_size"])
+    mcfg["labels"] = list(train.classes)
+    loss_fn = make_loss(model, train)
+    # 3. optimiser, schedule, accelerator ------------------------------------------------------------------
+    acc = Accelerator(cpu=cfg.device == "cpu")
+    device = acc.device
+    model = model.to(memory_format=torch.channels_last)  # ~2× faster convolutions on CPU, neutral on GPU
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    model, opt = acc.prepare(model, opt)
+    raw_model = acc.unwrap_model(model)
+    loss_fn = _move_loss(loss_fn, device)
+    pre = Preprocess.from_config(mcfg)
+    augment = Augment(hflip=cfg.hflip) if cfg.augment else None
+    images, labels = train.images.to(device), train.labels.to(device)  # uint8: 50 KB per 224² image
+
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_auc, best_epoch, start = -math.inf, -1, 0
+    if cfg.resume and (ckpt / "state.json").exists():
+        best_state, meta = _load_checkpoint(ckpt, raw_model, opt, sched)
+        changed = {k: (meta["args"].get(k), v) for k, v in args.items()
+                   if k not in _RESUMABLE and meta["args"].get(k) != v}
+        if changed:
+            raise TrainingError(f"--resume with different settings than the checkpoint in {ckpt}: " + ", ".join(
+                f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items()) + "; use the original settings")
+        history, best_auc, best_epoch, start = meta["history"], meta["best_auc"], meta["best_epoch"], meta["epoch"]
+        log.info("resuming %s after epoch %d", out, start)
+    elif cfg.resume:
+        log.info("--resume: no checkpoint in %s yet, starting from scratch", out)
+
+    # 4. epochs --------------------------------------------------------------------------------------------
+    n, bs, world, rank = len(train), cfg.batch_size, acc.num_processes, acc.process_index
+    for epoch in range(start, cfg.epochs):
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws: identical with or without a resume
+        perm = torch.randperm(n, generator=g)
+        batches = [perm[i:i + bs] for i in range(0, n, bs)]
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches = batches[:-1]  # BatchNorm cannot train on a single image
+        batches = batches[rank::world]
+        model.train()
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not cfg.progress or not acc.is_local_main_process)
+        for idx in bar:
+            idx = idx.to(device)
+            x = images[idx]
+            if augment is not None:
+                x = augment(x.float() / 255.0, generator=g)
+            x = pre(x).contiguous(memory_format=torch.channels_last)
+            y = labels[idx]
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        train_seconds = time.perf_counter() - t0
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        val_loss, val_prob = _evaluate(raw_model, val, pre, loss_fn, device, bs)
+        val_auc = _auc(val.labels.numpy(), val_prob)
+        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc,
+               "lr": lr, "train_seconds": train_seconds, "train_images_per_s": seen * world / train_seconds}
+        history.append(row)
+        if val_auc is not None and val_auc > best_auc:
+            best_auc, best_epoch = val_auc, epoch + 1
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in raw_model.state_dict().items()})
+        if acc.is_main_process:
+            _save_checkpoint(ckpt, raw_model, opt, sched, best_state, {
+                "args": args, "history": history, "best_auc": best_auc, "best_epoch": best_epoch,
+                "epoch": epoch + 1})
+        if cfg.progress and acc.is_local_main_process:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}"
+                       f"  val AUC {val_auc if val_auc is None else round(val_auc, 4)}  lr {lr:.2e}"
+                       f"  {row['train_images_per_s']:.0f} img/s")
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return {}
+
+    # 5. best weights → Hub-ready folder ------------------------------------------------------------------
+    if best_state is not None:
+        raw_model.load_state_dict(best_state)
+    raw_model = raw_model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    pre_cpu = Preprocess.from_config(mcfg)
+    _, val_prob = _evaluate(raw_model, val, pre_cpu, _move_loss(loss_fn, torch.device("cpu")), torch.device("cpu"),
+                            bs)
+    y_val = val.labels.numpy()
+    thresholds = optimal_thresholds(y_val, val_prob)
+    threshold = 0.5 if cfg.threshold_rule == "0.5" else float(thresholds[cfg.threshold_rule])
+    mcfg.update(threshold=threshold, threshold_rule=f"{cfg.threshold_rule} on the validation split")
+    metrics: dict[str, Any] = {
+        "model": cfg.model, "best_epoch": best_epoch, "threshold": threshold, "threshold_rule": cfg.threshold_rule,
+        "val": evaluate_predictions(y_val, val_prob, threshold, val.patient_ids),
+        "test": None,
+    }
+    if test is not None:
+        _, test_prob = _evaluate(raw_model, test, pre_cpu, _move_loss(make_loss(raw_model, train), torch.device("cpu")),
+                                 torch.device("cpu"), bs)
+        metrics["test"] = evaluate_predictions(test.labels.numpy(), test_prob, threshold, test.patient_ids)
+    save_model(raw_model, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    (out / "train_args.json").write_text(json.dumps(args, indent=1))
+    from .reporting import write_run_report
+    write_run_report(out, raw_model, metrics, history, args, test if test is not None else val,
+                     test_prob if test is not None else val_prob)
+    if cfg.push_to_hub:
+        from .models import push_folder
+        url = push_folder(out, cfg.push_to_hub, private=cfg.private)
+        metrics["pushed_to"] = url
+        log.info("pushed %s to %s", out, url)
+    return metrics
