@@ -41,7 +41,7 @@ from .data import Augment, DataError, ImageSet, Preprocess, available_splits, lo
 from .metrics import evaluate_predictions, optimal_thresholds
 from .models import create_model, get_config, positive_probability, save_model
 
-__all__ = ["TrainConfig", "fit", "make_loss", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
+__all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
@@ -128,29 +128,26 @@ def load_splits(cfg: TrainConfig, img_size: int) -> tuple[ImageSet, ImageSet, Im
     return train, val, test
 
 
-def make_loss(model: nn.Module, train: ImageSet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Class-weighted loss for the model's output: CE for two logits, BCE with ``pos_weight`` for one."""
-    if get_config(model)["num_classes"] == 2:
-        return nn.CrossEntropyLoss(weight=train.class_weights())
-    bce = nn.BCEWithLogitsLoss(pos_weight=train.pos_weight())
-    return lambda logits, y: bce(logits[:, 0], y.float())
+class OneLogitBCE(nn.Module):
+    """``BCEWithLogitsLoss(pos_weight)`` for a model with one output logit and integer labels."""
 
+    def __init__(self, pos_weight: torch.Tensor) -> None:
+        super().__init__()
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
-def _move_loss(loss_fn: Any, device: torch.device) -> Any:
-    return loss_fn.to(device) if isinstance(loss_fn, nn.Module) else _BCEOnDevice(loss_fn, device)
-
-
-class _BCEOnDevice:
-    def __init__(self, fn: Any, device: torch.device) -> None:
-        bce = fn.__closure__[0].cell_contents  # the BCEWithLogitsLoss captured by make_loss
-        self.bce = bce.to(device)
-
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.bce(logits[:, 0], y.float())
 
 
+def make_loss(model: nn.Module, train: ImageSet) -> nn.Module:
+    """Class-weighted loss for the model's output: CE for two logits, BCE with ``pos_weight`` for one."""
+    if get_config(model)["num_classes"] == 2:
+        return nn.CrossEntropyLoss(weight=train.class_weights())
+    return OneLogitBCE(train.pos_weight())
+
+
 @torch.no_grad()
-def _evaluate(model: nn.Module, ds: ImageSet, pre: Preprocess, loss_fn: Any, device: torch.device,
+def _evaluate(model: nn.Module, ds: ImageSet, pre: Preprocess, loss_fn: nn.Module, device: torch.device,
               batch_size: int) -> tuple[float, np.ndarray]:
     """Mean loss and positive-class probabilities over a split (eval mode)."""
     model.eval()
@@ -239,7 +236,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
     model, opt = acc.prepare(model, opt)
     raw_model = acc.unwrap_model(model)
-    loss_fn = _move_loss(loss_fn, device)
+    loss_fn = loss_fn.to(device)
     pre = Preprocess.from_config(mcfg)
     augment = Augment(hflip=cfg.hflip) if cfg.augment else None
     images, labels = train.images.to(device), train.labels.to(device)  # uint8: 50 KB per 224² image
@@ -302,10 +299,14 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
             _save_checkpoint(ckpt, raw_model, opt, sched, best_state, {
                 "args": args, "history": history, "best_auc": best_auc, "best_epoch": best_epoch,
                 "epoch": epoch + 1})
-        if cfg.progress and acc.is_local_main_process:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}"
+        if acc.is_local_main_process:
+            summary = (f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}"
                        f"  val AUC {val_auc if val_auc is None else round(val_auc, 4)}  lr {lr:.2e}"
                        f"  {row['train_images_per_s']:.0f} img/s")
+            if cfg.progress:
+                tqdm.write(summary)
+            else:
+                log.info(summary)
         if on_epoch_end is not None:
             on_epoch_end(row)
     acc.wait_for_everyone()
@@ -317,8 +318,9 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         raw_model.load_state_dict(best_state)
     raw_model = raw_model.to("cpu").to(memory_format=torch.contiguous_format).eval()
     pre_cpu = Preprocess.from_config(mcfg)
-    _, val_prob = _evaluate(raw_model, val, pre_cpu, _move_loss(loss_fn, torch.device("cpu")), torch.device("cpu"),
-                            bs)
+    cpu = torch.device("cpu")
+    loss_fn = loss_fn.to(cpu)
+    _, val_prob = _evaluate(raw_model, val, pre_cpu, loss_fn, cpu, bs)
     y_val = val.labels.numpy()
     thresholds = optimal_thresholds(y_val, val_prob)
     threshold = 0.5 if cfg.threshold_rule == "0.5" else float(thresholds[cfg.threshold_rule])
@@ -329,8 +331,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         "test": None,
     }
     if test is not None:
-        _, test_prob = _evaluate(raw_model, test, pre_cpu, _move_loss(make_loss(raw_model, train), torch.device("cpu")),
-                                 torch.device("cpu"), bs)
+        _, test_prob = _evaluate(raw_model, test, pre_cpu, loss_fn, cpu, bs)
         metrics["test"] = evaluate_predictions(test.labels.numpy(), test_prob, threshold, test.patient_ids)
     save_model(raw_model, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -63,3 +63,51 @@ def hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
     return home / "hub"
 # --- end Hub emulator ------------------------------------------------------------------------------------------
+
+
+# --- data fixtures ----------------------------------------------------------------------------------------------
+import sys as _sys
+from pathlib import Path as _Path
+
+import numpy as _np
+
+ROOT = _Path(__file__).resolve().parents[1]
+if str(ROOT) not in _sys.path:
+    _sys.path.insert(0, str(ROOT))
+#: The real, openly licensed data beside the repo (see ../shared/data/README.md); tests that need it skip without it.
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CHEST_XRAY = SHARED_DATA / "chest_xray"
+needs_data = _pytest.mark.skipif(not CHEST_XRAY.is_dir(), reason="../shared/data/chest_xray is not beside the repo")
+
+
+def make_xray_folder(root, n_per_class: int = 12, size: int = 48, splits=("train", "val", "test"), seed: int = 0):
+    """Write a tiny, *learnable* class-folder data set: NORMAL = smooth noise, PNEUMONIA = noise + a bright blob.
+
+    File names follow the Kermany patterns (two images per patient) so patient ids and patient-level metrics work.
+    Returns ``root``. ``splits=None`` writes ``root/{NORMAL,PNEUMONIA}`` (a single split folder).
+    """
+    from PIL import Image
+
+    root = _Path(root)
+    rng = _np.random.default_rng(seed)
+    yy, xx = _np.mgrid[:size, :size]
+    for k, split in enumerate(splits or [None]):
+        for cls in ("NORMAL", "PNEUMONIA"):
+            folder = root / split / cls if split else root / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n_per_class):
+                img = rng.normal(90, 20, (size, size))
+                if cls == "PNEUMONIA":
+                    cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+                    img += 120 * _np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 8) ** 2))
+                patient = 1000 * (k + 1) + i // 2  # two images per patient, patients disjoint across splits
+                name = (f"person{patient}_bacteria_{i}.png" if cls == "PNEUMONIA" else f"IM-{patient:04d}-{i:04d}.png")
+                Image.fromarray(_np.clip(img, 0, 255).astype(_np.uint8)).save(folder / name)
+    return root
+
+
+@_pytest.fixture
+def xray_folder(tmp_path):
+    """A tiny train/val/test class-folder data set (see :func:`make_xray_folder`)."""
+    return make_xray_folder(tmp_path / "xray")
+# --- end data fixtures ------------------------------------------------------------------------------------------

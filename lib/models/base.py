@@ -42,16 +42,28 @@ class XcxrModule(nn.Module, PyTorchModelHubMixin, library_name="xcxr", license="
         }
 
 
-def flat_size(features: nn.Module, in_chans: int, img_size: int, name: str) -> int:
-    """Number of values ``features`` outputs for one image: computed by a dry run, never hard-coded."""
-    was_training = features.training
+def _dry_run(features: nn.Module, in_chans: int, img_size: int) -> torch.Tensor | None:
     try:
         with torch.no_grad():
-            out = features.eval()(torch.zeros(1, in_chans, img_size, img_size))
-    except RuntimeError as e:
-        raise ValueError(f"{name}: img_size={img_size} is too small for this network's strides and pools") from e
+            out = features(torch.zeros(1, in_chans, img_size, img_size))
+    except RuntimeError:
+        return None
+    return out if out.numel() > 0 else None
+
+
+def flat_size(features: nn.Module, in_chans: int, img_size: int, name: str) -> int:
+    """Number of values ``features`` outputs for one image: computed by a dry run, never hard-coded.
+
+    Raises ``ValueError`` naming the smallest input size that works when ``img_size`` is too small.
+    """
+    was_training = features.training
+    features.eval()
+    try:
+        out = _dry_run(features, in_chans, img_size)
+        if out is None:
+            smallest = next((s for s in range(img_size + 1, 4097) if _dry_run(features, in_chans, s) is not None), None)
+            raise ValueError(f"{name}: img_size={img_size} is too small for this network's strides and pools; "
+                             f"use img_size ≥ {smallest}")
     finally:
         features.train(was_training)
-    if out[0].numel() == 0:
-        raise ValueError(f"{name}: img_size={img_size} is too small; the feature maps shrink to nothing")
     return int(out[0].numel())

@@ -151,14 +151,14 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
 
     The token comes from ``token``, ``HF_TOKEN`` or a previous ``hf auth login``; it is never printed.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
     folder = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():
             raise ModelLoadError(f"{folder}: no {name}; only a finished training folder can be pushed")
     api = HfApi(token=token)
-    if api.token is None and not os.environ.get("HF_TOKEN"):
+    if not (token or get_token()):  # HF_TOKEN, or the token file `hf auth login` writes
         raise PermissionError("no Hugging Face token: set HF_TOKEN or run `hf auth login` before --push-to-hub")
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -1,0 +1,171 @@
+"""lib.training and the ``python -m train`` / ``python -m train.evaluate`` command lines, on tiny data."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from conftest import CHEST_XRAY, ROOT, needs_data
+from lib.models import get_config, load_model
+from lib.training import TrainConfig, TrainingError, fit
+from train.__main__ import build_parser, main as train_main
+from train.evaluate import main as evaluate_main
+
+HUB_FILES = {"config.json", "model.safetensors", "README.md", "metrics.json", "history.json", "train_args.json",
+             "training_curves.png", "roc.png", "confusion_matrix.png"}
+
+
+def tiny(xray_folder, out, **kw) -> TrainConfig:
+    base = dict(model="pneumonia_cnn", data=str(xray_folder), out=str(out), epochs=3, batch_size=8, img_size=32,
+                lr=3e-3, progress=False, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(folder) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(os.path.join(folder, "model.safetensors"))
+
+
+def test_fit_writes_a_hub_ready_folder_and_learns(xray_folder, tmp_path):
+    out = tmp_path / "run"
+    metrics = fit(tiny(xray_folder, out, epochs=4))
+    assert HUB_FILES <= {p.name for p in out.iterdir()}
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_auc", "lr"} <= set(history[0])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert metrics["test"]["auc"] > 0.9  # a bright blob is easy to find
+    assert metrics["best_epoch"] == max(history, key=lambda h: h["val_auc"])["epoch"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["threshold"] == metrics["threshold"] and cfg["img_size"] == 32
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["license"] == "cc-by-4.0" and meta["library_name"] == "pytorch" and "roc_auc" in meta["metrics"]
+    assert meta["model-index"][0]["results"][0]["metrics"]
+    assert "python -m train pneumonia_cnn" in card and "| chosen |" in card
+    args = json.loads((out / "train_args.json").read_text())
+    assert args["lr"] == 3e-3 and args["epochs"] == 4
+    # the folder loads and predicts like the best epoch it saved
+    m = load_model(out)
+    assert get_config(m)["threshold"] == metrics["threshold"]
+
+
+def test_one_logit_model_trains_with_bce(xray_folder, tmp_path):
+    metrics = fit(tiny(xray_folder, tmp_path / "dnn", model="dnn1", epochs=2))
+    history = json.loads((tmp_path / "dnn" / "history.json").read_text())
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
+    assert get_config(load_model(tmp_path / "dnn"))["num_classes"] == 1
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(xray_folder, tmp_path):
+    kw = dict(augment=True, model_options={"dropout": 0.2}, gamma=0.8)
+    fit(tiny(xray_folder, tmp_path / "straight", **kw))
+    fit(tiny(xray_folder, tmp_path / "resumed", epochs=1, **kw))
+    fit(tiny(xray_folder, tmp_path / "resumed", resume=True, **kw))
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((tmp_path / "straight" / "history.json").read_text())
+    hb = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in h]  # noqa
+    assert strip(ha) == strip(hb)
+
+
+def test_resume_after_a_kill(xray_folder, tmp_path):
+    """A real SIGKILL mid-run (after the first checkpoint), then --resume: same weights as without the kill."""
+    args = ["pneumonia_cnn", "--data", str(xray_folder), "--epochs", "3", "--batch-size", "8", "--img-size", "32",
+            "--lr", "3e-3", "--device", "cpu", "--no-progress"]
+    train_main(args + ["--out", str(tmp_path / "straight")])
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "train", *args, "--out", str(out), "--epochs", "60"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not state.exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "the run never wrote a checkpoint"
+    done = json.loads(state.read_text())["epoch"]
+    assert 1 <= done < 60
+    # the same run resumed (60 → 3 epochs is allowed: --epochs may change on resume) must match
+    if done > 3:
+        pytest.skip("the machine was too fast to interrupt before epoch 3")
+    train_main(args + ["--out", str(out), "--resume"])
+    a, b = weights(tmp_path / "straight"), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_changed_settings_and_existing_runs_are_not_overwritten(xray_folder, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny(xray_folder, out, epochs=1))
+    with pytest.raises(TrainingError, match="already holds a training checkpoint.*--resume"):
+        fit(tiny(xray_folder, out, epochs=1))
+    with pytest.raises(TrainingError, match="lr: was 0.003, now 0.1"):
+        fit(tiny(xray_folder, out, epochs=2, lr=0.1, resume=True))
+
+
+def test_single_folder_data_gets_a_patient_disjoint_validation_split(tmp_path):
+    from conftest import make_xray_folder
+    root = make_xray_folder(tmp_path / "flat", n_per_class=16, splits=None)
+    metrics = fit(tiny(root, tmp_path / "run", epochs=1, val_fraction=0.25))
+    assert metrics["test"] is None and metrics["val"]["n"] > 0
+
+
+def test_cli_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--epochs", "--batch-size", "--lr", "--weight-decay", "--gamma", "--img-size", "--seed", "--resume",
+                 "--device", "--push-to-hub", "--augment", "--option"):
+        assert flag in text
+    assert "(default: 0.001)" in text and "(default: 1.0)" in text
+
+
+def test_cli_bad_data_exits_with_a_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["pneumonia_cnn", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["pneumonia_cnn", "--data", "x", "--out", "y", "--option", "widths"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cli_model_options_are_typed(xray_folder, tmp_path):
+    train_main(["pneumonia_cnn", "--data", str(xray_folder), "--out", str(tmp_path / "o"), "--epochs", "1",
+                "--img-size", "32", "--option", "widths=4,8", "--option", "dropout=0.5", "--no-progress"])
+    cfg = get_config(load_model(tmp_path / "o"))
+    assert cfg["widths"] == [4, 8] and cfg["dropout"] == 0.5
+
+
+def test_evaluate_cli_json_and_plots(xray_folder, tmp_path, capsys):
+    fit(tiny(xray_folder, tmp_path / "run", epochs=2))
+    capsys.readouterr()
+    evaluate_main([str(tmp_path / "run"), "--data", str(xray_folder), "--split", "test", "--json",
+                   "--out", str(tmp_path / "eval")])
+    r = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "precision", "recall", "f1", "auc", "confusion_matrix", "thresholds"):
+        assert key in r
+    assert set(r["thresholds"]) >= {"f1", "gmean", "youden"}
+    assert sum(map(sum, r["confusion_matrix"])) == r["n_images"] == 24
+    assert r["patient_level"]["n_patients"] == 12  # two images per patient in the fixture
+    assert r["threshold"] == get_config(load_model(tmp_path / "run"))["threshold"]
+    for png in ("roc.png", "confusion_matrix.png", "confusion_matrix_f1.png", "confusion_matrix_gmean.png"):
+        assert (tmp_path / "eval" / png).stat().st_size > 1000
+    evaluate_main([str(tmp_path / "run"), "--data", str(xray_folder), "--threshold", "0.5"])
+    assert "| chosen | 0.5000 |" in capsys.readouterr().out
+
+
+@needs_data
+def test_real_data_quick_run(tmp_path):
+    metrics = fit(TrainConfig(model="pneumonia_cnn", data=str(CHEST_XRAY), out=str(tmp_path / "real"), epochs=1,
+                              img_size=64, max_images=96, progress=False, device="cpu"))
+    assert metrics["test"]["n"] == 96 and metrics["val"]["auc"] is not None
