@@ -18,6 +18,12 @@ os.environ["GRADIO_TEMP_DIR"] = os.path.join(_TMP, "gradio")
 os.environ["XCXR_CACHE_DIR"] = os.path.join(_TMP, "decode_cache")
 os.environ["MPLBACKEND"] = "Agg"
 
+import torch as _torch
+
+# Tiny test models gain nothing from a second thread, and two oversubscribed threads per process slow everything
+# else on a 2-core machine (a background training run, a parallel test worker).
+_torch.set_num_threads(1)
+
 # --- Hub emulator (tests/hub_emulator.py) ------------------------------------------------------------------------
 # huggingface_hub reads HF_ENDPOINT (and builds its URL templates from it) once, at import time, so the emulator's
 # port is chosen here, before any test module imports huggingface_hub / timm. The emulator itself only starts when a

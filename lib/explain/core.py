@@ -1,0 +1,101 @@
+"""What every explanation method shares: eval mode, hooks that always come off, layers, class scores.
+
+Conventions (one calling convention for the whole package):
+
+* ``images`` are **model-ready** float tensors ``(B, C, H, W)`` — already through the model's
+  :class:`lib.data.Preprocess`. Use :func:`prepare` to get them from uint8 grey images.
+* ``classes`` are class indices into the model's ``labels`` (0 = NORMAL, 1 = PNEUMONIA), never logit indices.
+  :func:`class_scores` turns logits into one score per requested class: the logit itself for a two-logit model;
+  for a one-logit (sigmoid) model ``+z`` for class 1 and ``-z`` for class 0 — the "normal" evidence is the
+  evidence against pneumonia. Scores are **logits**, not probabilities (the softmax couples the classes and
+  saturates; Selvaraju et al. explain the pre-softmax score).
+* Every method runs the model in ``eval()`` mode (BatchNorm in train mode would change every map) and restores
+  the caller's mode; hooks are removed even when an exception is raised.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..data.transforms import Preprocess
+from ..models.layers import get_config, get_layer, target_layer
+
+__all__ = ["eval_mode", "capture", "resolve_layer", "class_scores", "resolve_classes", "prepare", "num_classes"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` (and every sub-module) in eval mode; restore each module's own mode afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+@contextlib.contextmanager
+def capture(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hooks that store each named module's output in the yielded dict; always removed on exit.
+
+    Only a forward hook is used: gradients are taken later with ``torch.autograd.grad`` on the stored tensor,
+    which works with in-place activations where full backward hooks fail.
+    """
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: store.__setitem__(name, out)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def resolve_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Module]:
+    """``(name, module)`` for ``layer``, or the model's declared Grad-CAM layer when ``None`` (logged)."""
+    if layer is None:
+        name, module = target_layer(model)
+        log.debug("using the default target layer %r of %s", name, get_config(model)["architecture"])
+        return name, module
+    return layer, get_layer(model, layer)
+
+
+def num_classes(model: nn.Module) -> int:
+    """Number of classes the model tells apart (2 for every zoo model, one- or two-logit)."""
+    return len(get_config(model)["labels"])
+
+
+def resolve_classes(model: nn.Module, classes: int | Sequence[int] | None) -> list[int]:
+    """Validate ``classes`` (an index, a list, or ``None`` = all classes) against the model's labels."""
+    k = num_classes(model)
+    if classes is None:
+        return list(range(k))
+    out = [classes] if isinstance(classes, int) else list(classes)
+    if not out or any(not isinstance(c, int) or not 0 <= c < k for c in out):
+        raise ValueError(f"classes must be indices in 0..{k - 1} ({get_config(model)['labels']}), got {classes!r}")
+    return out
+
+
+def class_scores(model: nn.Module, logits: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """``(B, len(classes))`` class scores (logits) — see the module docstring for one-logit models."""
+    if logits.shape[1] == 1:
+        sign = torch.tensor([1.0 if c == 1 else -1.0 for c in classes], device=logits.device, dtype=logits.dtype)
+        return logits[:, :1] * sign
+    return logits[:, list(classes)]
+
+
+def prepare(model: nn.Module, images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 grey images ``(B,1,H,W)`` (or ``(H,W)``) → model-ready float input, with the model's preprocessing."""
+    if images_uint8.ndim == 2:
+        images_uint8 = images_uint8[None, None]
+    device = next(model.parameters()).device
+    return Preprocess.from_config(get_config(model))(images_uint8.to(device))
