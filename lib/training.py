@@ -209,7 +209,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
 
     out = Path(cfg.out)
     ckpt = out / CHECKPOINT_DIR
-    args = {k: v for k, v in asdict(cfg).items()}
+    args = asdict(cfg)
     if ckpt.exists() and not cfg.resume and not cfg.overwrite:
         raise TrainingError(f"{out} already holds a training checkpoint; pass --resume to continue it, "
                             "--overwrite to start again, or choose another --out")
@@ -228,6 +228,8 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     mcfg["labels"] = list(train.classes)
     loss_fn = make_loss(model, train)
     # 3. optimiser, schedule, accelerator ------------------------------------------------------------------
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda, but no CUDA GPU is visible; use --device auto or --device cpu")
     acc = Accelerator(cpu=cfg.device == "cpu")
     device = acc.device
     model = model.to(memory_format=torch.channels_last)  # ~2× faster convolutions on CPU, neutral on GPU

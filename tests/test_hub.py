@@ -73,9 +73,8 @@ class Published:
         self.x = fixed_input(self.config)
         self.logits = logits(self.model, self.x)
         self.folder = save_model(self.model, root / name)
-        (self.folder / "checkpoint").mkdir()
+        (self.folder / "checkpoint" / "best").mkdir(parents=True, exist_ok=True)
         (self.folder / "checkpoint" / "state.json").write_text('{"epoch": 1}')
-        (self.folder / "checkpoint" / "best").mkdir()
         (self.folder / "checkpoint" / "best" / "model.safetensors").write_bytes(b"\x00not for the hub")
         self.url = push_folder(self.folder, self.repo)
 
@@ -228,7 +227,7 @@ def no_stored_token(tmp_path, monkeypatch):
     return token_file
 
 
-def test_push_without_token_raises_permission_error(hub, published, no_stored_token, capsys):
+def test_push_without_token_raises_permission_error(hub, published, no_stored_token):
     folder = published("pneumonia_cnn").folder
     repo = f"{OWNER}/no-token-{RUN}"
     n_requests = len(hub.requests)

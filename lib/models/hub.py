@@ -87,8 +87,8 @@ def _fetch(model_id: str, filename: str, revision: str | None) -> str:
     try:
         return hf_hub_download(model_id, filename, revision=revision)
     except RepositoryNotFoundError as e:
-        raise ModelLoadError(f"{model_id}: no such model repo on the Hub (or it is private and no token is set: "
-                             "set HF_TOKEN or run `hf auth login`)") from e
+        raise ModelLoadError(f"{model_id}: no local folder of that name, and no such model repo on the Hub (or it is "
+                             "private and no token is set: set HF_TOKEN or run `hf auth login`)") from e
     except RevisionNotFoundError as e:
         raise ModelLoadError(f"{model_id}: revision {revision!r} does not exist") from e
     except EntryNotFoundError as e:
