@@ -41,10 +41,11 @@ from .data import Augment, DataError, ImageSet, Preprocess, available_splits, lo
 from .metrics import evaluate_predictions, optimal_thresholds
 from .models import create_model, get_config, positive_probability, save_model
 
-__all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
+__all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "read_checkpoint_meta", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILE = "state.safetensors"
 # Arguments that may differ between a run and its --resume without changing the result.
 _RESUMABLE = {"epochs", "resume", "overwrite", "push_to_hub", "private", "device", "progress"}
 
@@ -178,17 +179,22 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
         for name, value in st.items():
             tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     meta = {**meta, "param_groups": opt_state["param_groups"], "scheduler": sched.state_dict()}
-    # write both files under temporary names, then rename: a kill never leaves a half-written checkpoint
-    safetensors.torch.save_file(tensors, path / "state.safetensors.tmp")
-    (path / "state.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(path / "state.safetensors.tmp", path / "state.safetensors")
-    os.replace(path / "state.json.tmp", path / "state.json")
+    # One file, tensors and metadata together, written under a temporary name and renamed: a kill at any moment
+    # leaves either the previous checkpoint or the new one, never a mix of two epochs.
+    safetensors.torch.save_file(tensors, path / (CHECKPOINT_FILE + ".tmp"), metadata={"meta": json.dumps(meta)})
+    os.replace(path / (CHECKPOINT_FILE + ".tmp"), path / CHECKPOINT_FILE)
+
+
+def read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The JSON metadata of the checkpoint in ``path`` (args, history, epoch, best epoch, optimiser groups…)."""
+    with safetensors.safe_open(str(path / CHECKPOINT_FILE), framework="pt") as f:
+        return json.loads(f.metadata()["meta"])
 
 
 def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
                      ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
-    meta = json.loads((path / "state.json").read_text())
-    tensors = safetensors.torch.load_file(path / "state.safetensors")
+    meta = read_checkpoint_meta(path)
+    tensors = safetensors.torch.load_file(path / CHECKPOINT_FILE)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -246,7 +252,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_auc, best_epoch, start = -math.inf, -1, 0
-    if cfg.resume and (ckpt / "state.json").exists():
+    if cfg.resume and (ckpt / CHECKPOINT_FILE).exists():
         best_state, meta = _load_checkpoint(ckpt, raw_model, opt, sched)
         changed = {k: (meta["args"].get(k), v) for k, v in args.items()
                    if k not in _RESUMABLE and meta["args"].get(k) != v}

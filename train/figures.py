@@ -1,0 +1,73 @@
+"""Render the course figures from a trained model and a folder of test images.
+
+    python -m train.figures models/pneumonia_cnn --data examples/chest_xray_test --out docs
+
+writes ``gradcam_10x2.png`` (the Lübeck figure: ten test images × Grad-CAM for both classes) and
+``saliency_outcomes.png`` (the Ljubljana figure: saliency maps of a true positive, true negative, false positive
+and false negative — the most confident of each at the model's threshold). The README's figures come from this
+command on the bundled model and the bundled examples.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from lib.data import DataError, ImageError, load_split
+from lib.explain import gradcam_figure, outcomes, predict_split, saliency_outcomes_figure
+from lib.metrics.plots import save_figure
+from lib.models import ModelLoadError, get_config, load_model
+
+__all__ = ["render", "main"]
+
+
+def render(model_id: str, data: str, out: Path, split: str | None = None, per_class: int = 5, seed: int = 0,
+           method: str = "saliency") -> list[Path]:
+    """Write the two figures to ``out``; returns their paths."""
+    model = load_model(model_id)
+    cfg = get_config(model)
+    ds = load_split(data, split, cfg["img_size"], progress=False)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in range(len(ds.classes)):
+        idx = (ds.labels == c).nonzero().flatten()
+        rows += idx[torch.randperm(len(idx), generator=g)[:per_class]].tolist()
+    out.mkdir(parents=True, exist_ok=True)
+    written = [save_figure(gradcam_figure(model, ds.images[rows], labels=ds.labels[rows].tolist(),
+                                          title=f"Grad-CAM of {cfg['architecture']} ({cfg['target_layer']}), "
+                                                "logits, shared scale per image"),
+                           out / "gradcam_10x2.png")]
+    threshold = float(cfg.get("threshold", 0.5))
+    res = outcomes(predict_split(model, ds), threshold)
+    examples = {name: ds.images[getattr(res, name.lower())[0]] for name in ("TP", "TN", "FP", "FN")
+                if getattr(res, name.lower())}
+    if examples:
+        written.append(save_figure(saliency_outcomes_figure(model, examples, method=method, threshold=threshold),
+                                   out / "saliency_outcomes.png"))
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.figures", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="a training output folder or a Hub repo id OWNER/NAME")
+    p.add_argument("--data", required=True, help="class-folder data (e.g. examples/chest_xray_test)")
+    p.add_argument("--split", default=None, help="split folder when --data has train/val/test")
+    p.add_argument("--out", type=Path, default=Path("docs"), help="output folder")
+    p.add_argument("--per-class", type=int, default=5, help="images per class in the Grad-CAM figure")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
+    p.add_argument("--method", default="saliency", help="attribution method of the outcomes figure")
+    a = p.parse_args(argv)
+    try:
+        for path in render(a.model, a.data, a.out, a.split, a.per_class, a.seed, a.method):
+            print(path)
+    except (DataError, ImageError, ModelLoadError, ValueError) as e:
+        p.exit(2, f"error: {e}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
