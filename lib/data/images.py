@@ -61,7 +61,7 @@ def to_grey_array(img: Image.Image, name: str = "image") -> np.ndarray:
     if mode == "1":
         img = img.convert("L")
     # ITU-R 601 luma for colour images; a grey image stored as RGB (equal channels) is unchanged.
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.array(img.convert("L"), dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
 
 
 def load_grey(src: Source, size: int | tuple[int, int] | None = None) -> np.ndarray:
