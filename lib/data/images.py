@@ -158,7 +158,7 @@ def load_grey(src: Source, size: int | tuple[int, int] | None = None) -> np.ndar
     if _has_dicm_marker(head) or suffix in DICOM_SUFFIXES:
         arr, _ = _load_dicom(fp, name, force=not _has_dicm_marker(head))
         if target is not None and arr.shape != target:
-            arr = np.asarray(Image.fromarray(arr).resize((target[1], target[0]), Image.BILINEAR, reducing_gap=None))
+            arr = np.array(Image.fromarray(arr).resize((target[1], target[0]), Image.BILINEAR, reducing_gap=None))
         return arr
     _refuse_truncated_images()
     try:
@@ -192,7 +192,7 @@ def load_grey(src: Source, size: int | tuple[int, int] | None = None) -> np.ndar
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image is truncated or corrupt ({e}); re-export or remove it") from e
     if target is not None and arr.shape != target:
-        arr = np.asarray(Image.fromarray(arr).resize((target[1], target[0]), Image.BILINEAR, reducing_gap=None))
+        arr = np.array(Image.fromarray(arr).resize((target[1], target[0]), Image.BILINEAR, reducing_gap=None))
     return arr
 
 

@@ -1,0 +1,183 @@
+"""Model report tab: metrics (per image and per patient), ROC, confusion matrix, training curves, model card.
+
+UI glue only: the numbers are :func:`lib.metrics.evaluate_predictions` on the probabilities of
+:func:`lib.explain.predict_split` (one cached pass per model and split, shared with the Outcomes tab); the figures
+are :func:`lib.metrics.plot_roc` (F1 and G-mean points marked), :func:`lib.metrics.plot_confusion_matrix` and
+:func:`lib.metrics.plot_training_curves` (the model folder's ``history.json``; else its ``training_curves.png``).
+
+API: ``/report`` (model, split, threshold → metrics JSON, metrics table, ROC, confusion matrix, training curves,
+model card). The preset radio (0.5 / F1 / G-mean / Youden / model's own, chosen on the validation split when there
+is one) sets the threshold, as on the Outcomes tab.
+"""
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import matplotlib.pyplot as plt
+from PIL import Image
+
+from lib.explain import to_png_bytes
+from lib.metrics import evaluate_predictions, plot_confusion_matrix, plot_roc, plot_training_curves
+from lib.models import get_config
+
+from space.context import AppContext, model_choice, ui_errors
+
+from .outcomes import PRESET_LABELS, data_choices, get_model, initial_threshold, load_data, predict, presets_for
+
+__all__ = ["build", "compute_report", "METRIC_ROWS", "model_card"]
+
+#: Metrics shown in the table, in order (key in evaluate_predictions → label).
+METRIC_ROWS = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("precision", "precision"),
+               ("recall", "recall = sensitivity"), ("specificity", "specificity"), ("f1", "F1"),
+               ("gmean", "G-mean"), ("youden", "Youden J"), ("auc", "ROC AUC"), ("n", "images / patients"),
+               ("tp", "TP"), ("tn", "TN"), ("fp", "FP"), ("fn", "FN")]
+
+_FIGS: "OrderedDict[tuple, Image.Image]" = OrderedDict()
+_FIGS_LOCK = threading.Lock()
+
+
+def _png(fig: Any) -> Image.Image:
+    """A matplotlib figure as a PIL image; the figure is closed (no figures pile up across requests)."""
+    try:
+        return Image.open(io.BytesIO(to_png_bytes(fig))).convert("RGB")
+    finally:
+        plt.close(fig)
+
+
+def _cached(key: tuple, make: Any) -> Image.Image:
+    with _FIGS_LOCK:
+        if key in _FIGS:
+            _FIGS.move_to_end(key)
+            return _FIGS[key]
+    img = make()
+    with _FIGS_LOCK:
+        _FIGS[key] = img
+        while len(_FIGS) > 48:
+            _FIGS.popitem(last=False)
+    return img
+
+
+def _location(ctx: AppContext, name: str) -> Path | None:
+    for e in ctx.catalog.entries():
+        if e.name == name and e.source in ("bundled", "run"):
+            return Path(e.location)
+    return None
+
+
+def model_card(folder: Path | None) -> str:
+    """The folder's ``README.md`` without its YAML front matter (markdown), or a short note."""
+    if folder is None or not (folder / "README.md").is_file():
+        return "_No model card (README.md) for this model._"
+    text = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            text = text[end + 4:].lstrip("\n")
+    return text
+
+
+def _training_curves(folder: Path | None) -> Image.Image | None:
+    if folder is None:
+        return None
+    hist = folder / "history.json"
+    if hist.is_file():
+        key = ("curves", str(hist), hist.stat().st_mtime_ns)
+        try:
+            history = json.loads(hist.read_text())
+            return _cached(key, lambda: _png(plot_training_curves(history)))
+        except (ValueError, TypeError):  # an unreadable history: fall back to the saved picture
+            pass
+    png = folder / "training_curves.png"
+    return Image.open(png).convert("RGB") if png.is_file() else None
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    return "—" if v is None else v
+
+
+def compute_report(ctx: AppContext, name: str, split: str, threshold: float, progress: Any = None) -> tuple:
+    """Everything the tab shows: ``(metrics dict, table rows, note, ROC, confusion matrix, curves, card)``."""
+    step = progress or (lambda *a, **k: None)
+    step(0.05, desc="loading the model")
+    m = get_model(ctx, name)
+    name = name or ctx.default_model
+    step(0.2, desc="loading the images")
+    ds = load_data(split, int(get_config(m)["img_size"]))
+    step(0.4, desc="running the model on the split (once, cached)")
+    pred = predict(m, ds)
+    t = float(threshold)
+    step(0.7, desc="metrics and figures")
+    metrics = evaluate_predictions(pred.label, pred.probability, t, pred.patient_id)
+    patient = metrics.get("patient_level") or {}
+    table = [[label, _fmt(metrics.get(key)), _fmt(patient.get("n_patients" if key == "n" else key))
+              if patient else "—"] for key, label in METRIC_ROWS]
+    both = len(set(pred.label.tolist())) == 2
+    roc = _cached(("roc", pred.key), lambda: _png(plot_roc(pred.label, pred.probability, label=name,
+                                                           mark=("f1", "gmean")))) if both else None
+    cm = _cached(("cm", pred.key, t), lambda: _png(plot_confusion_matrix(
+        metrics["confusion_matrix"], class_names=pred.classes,
+        title=f"{name} on {split}, threshold {t:.3f}")))
+    folder = _location(ctx, name)
+    curves = _training_curves(folder)
+    thr = metrics.get("thresholds") or {}
+    best = ", ".join(f"{k} {v['threshold']:.3f}" for k, v in thr.items() if isinstance(v, dict) and "threshold" in v)
+    note = (f"**{name}** on **{split}** ({len(pred)} images"
+            + (f", {patient['n_patients']} patients" if patient else "") + f") at threshold **{t:.3f}**. "
+            + ("Per patient: mean probability of the patient's images. " if patient else
+               "No patient has more than one image here, so there is no per-patient column. ")
+            + (f"Optimal thresholds on this split (shown on the ROC; optimistic if used to report it): {best}."
+               if best else ""))
+    step(1.0, desc="done")
+    return metrics, table, note, roc, cm, curves, model_card(folder)
+
+
+def build(ctx: AppContext) -> None:
+    """The Model report tab (call inside ``with gr.Tab("Model report"):``)."""
+    splits = data_choices()
+    with gr.Row():
+        model = model_choice(ctx)
+        split = gr.Dropdown(choices=splits, value=splits[0][1], label="Data split")
+        threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001,
+                              label="Threshold (positive iff P ≥ threshold)")
+    with gr.Row():
+        preset = gr.Radio(choices=[(v, k) for k, v in PRESET_LABELS.items()], value=None, label="Preset", scale=3)
+        go = gr.Button("Show report", variant="primary", scale=1)
+    preset_note = gr.Markdown()
+    note = gr.Markdown()
+    with gr.Row():
+        table = gr.Dataframe(headers=["metric", "per image", "per patient"], label="Metrics", interactive=False)
+        metrics = gr.JSON(label="All numbers (evaluate_predictions)", visible=False)
+    with gr.Row():
+        roc = gr.Image(label="ROC (F1 and G-mean points marked)", format="png", interactive=False)
+        cm = gr.Image(label="Confusion matrix at the threshold", format="png", interactive=False)
+    curves = gr.Image(label="Training curves", format="png", interactive=False)
+    with gr.Accordion("Model card", open=False):
+        card = gr.Markdown()
+
+    @ui_errors
+    def run(name: str, split_name: str, t: float, progress: gr.Progress = gr.Progress()) -> tuple:
+        return compute_report(ctx, name, split_name, t, progress)
+
+    @ui_errors
+    def apply_preset(name: str, split_name: str, key: str | None) -> tuple:
+        if not key:
+            return gr.update(), gr.update()
+        presets, text = presets_for(get_model(ctx, name), split_name)
+        if key not in presets:
+            raise gr.Error(f"preset {key!r} is not available for {name}: {sorted(presets)}")
+        return presets[key], f"{PRESET_LABELS[key]} threshold = {presets[key]:.4f}. {text}"
+
+    outs = [metrics, table, note, roc, cm, curves, card]
+    go.click(run, [model, split, threshold], outs, api_name="report", concurrency_limit=2)
+    gr.on([threshold.release, split.change, model.change], run, [model, split, threshold], outs,
+          api_visibility="private", concurrency_limit=2)
+    preset.input(apply_preset, [model, split, preset], [threshold, preset_note], api_visibility="private").then(
+        run, [model, split, threshold], outs, api_visibility="private")

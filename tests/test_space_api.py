@@ -1,0 +1,359 @@
+"""The Gradio app through a real client: every endpoint equals the direct ``lib`` call, bad uploads give ``AppError``.
+
+The app is launched once for the module on a free port (127.0.0.1) and closed at the end.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from lib.data import load_grey  # noqa: E402
+from lib.explain import (attribute, feature_map_grid, feature_maps, filter_grid, gradcam, overlay,  # noqa: E402
+                         prepare)
+from lib.models import get_config, predict_proba  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "chest_xray_test"
+PNEU = sorted((EXAMPLES / "PNEUMONIA").glob("*.jpeg"))
+NORM = sorted((EXAMPLES / "NORMAL").glob("*.jpeg"))
+MODEL = "pneumonia_cnn"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app():
+    from space.app import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
+                max_file_size="200mb")
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return Client(app.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model(app):
+    return app.xcxr_context.catalog.get(MODEL)
+
+
+def _probs(result) -> dict[str, float]:
+    return {c["label"]: float(c["confidence"]) for c in result["confidences"]}
+
+
+def _png(path) -> np.ndarray:
+    assert str(path).endswith(".png"), path
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _lib_probs(model, path) -> dict[str, float]:
+    grey = load_grey(path, get_config(model)["img_size"])
+    p = float(predict_proba(model, torch.from_numpy(grey)[None, None])[0])
+    return {"NORMAL": 1 - p, "PNEUMONIA": p}
+
+
+# --- numbers equal the library ----------------------------------------------------------------------------------
+
+def test_catalog_lists_bundled_model_first(app):
+    entries = app.xcxr_context.catalog.entries()
+    assert entries[0].name == MODEL and entries[0].available and entries[0].source == "bundled"
+
+
+def test_classify_equals_lib(client, model):
+    for path in (PNEU[0], NORM[0]):
+        got = _probs(client.predict(handle_file(str(path)), MODEL, api_name="/classify"))
+        want = _lib_probs(model, path)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], abs=1e-6)
+
+
+def test_classify_by_example_id(client, model):
+    ex = "PNEUMONIA/" + PNEU[1].name
+    got = _probs(client.predict(None, MODEL, ex, api_name="/classify"))
+    assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, PNEU[1])["PNEUMONIA"], abs=1e-6)
+
+
+@pytest.mark.parametrize("relu,scale", [(True, "per map"), (False, "shared (both classes)")])
+def test_heatmaps_equal_lib_overlays(client, model, relu, scale):
+    from space.tabs.heatmaps import overlay_limits
+
+    path = PNEU[0]
+    layer = "features.1"
+    out = client.predict(handle_file(str(path)), MODEL, layer, relu, "bilinear", scale, "saliency", None,
+                         api_name="/heatmaps")
+    normal, pneumonia, sal, caption = out
+    grey = load_grey(path, get_config(model)["img_size"])
+    mode, vmin, vmax = overlay_limits(scale, relu)
+    x = prepare(model, torch.from_numpy(grey))
+    maps = gradcam(model, x, None, layer, relu=relu, upsample="bilinear", normalise=mode)[0].numpy()
+    for got, c in ((normal, 0), (pneumonia, 1)):
+        want = overlay(grey, maps[c], "jet", 0.5, vmin, vmax)
+        diff = np.abs(_png(got).astype(int) - want.astype(int))
+        assert diff.max() <= 1, (c, diff.max())
+    # the saliency panel: the predicted class's map on its own [0, max] scale
+    p = float(predict_proba(model, torch.from_numpy(grey)[None, None])[0])
+    target = int(p >= get_config(model)["threshold"])
+    s = attribute(model, x, target, method="saliency")[0, 0].numpy()
+    want = overlay(grey, s, "jet", 0.5, 0.0, float(s.max()))
+    assert np.abs(_png(sal).astype(int) - want.astype(int)).max() <= 1
+    assert "logit" in caption and "segmentation" in caption
+
+
+def test_heatmaps_default_layer_and_bad_option(client):
+    out = client.predict(None, MODEL, api_name="/heatmaps", example="NORMAL/" + NORM[0].name)
+    assert _png(out[0]).shape == (224, 224, 3)
+    with pytest.raises(AppError, match="layer"):
+        client.predict(None, MODEL, "no.such.layer", api_name="/heatmaps", example="NORMAL/" + NORM[0].name)
+
+
+def test_filters_equal_lib(client, app):
+    gallery, text = client.predict("common", api_name="/filters")
+    names = app.xcxr_context.catalog.available()
+    assert len(gallery) == len(names)
+    want = filter_grid(app.xcxr_context.catalog.get(names[0]), scale="common")
+    assert np.array_equal(_png(gallery[0]["image"]), want)
+    assert "scratch" in gallery[0]["caption"] or "pretrained" in gallery[0]["caption"]
+
+
+def test_feature_maps_equal_lib(client, model):
+    path = NORM[1]
+    gallery = client.predict(handle_file(str(path)), MODEL, 4, "shared", None, api_name="/feature_maps")
+    grey = load_grey(path, get_config(model)["img_size"])
+    stages = feature_maps(model, prepare(model, torch.from_numpy(grey)), top_k=4)
+    assert len(gallery) == len(stages)
+    for item, st in zip(gallery, stages):
+        assert np.array_equal(_png(item["image"]), feature_map_grid(st.maps, scale="shared"))
+        assert st.name in item["caption"]
+
+
+# --- robustness: bad uploads are errors, the next request works ---------------------------------------------------
+
+def _bad_files(tmp: Path) -> dict[str, Path]:
+    good = PNEU[0].read_bytes()
+    files = {
+        "text.png": b"this is not an image\n" * 10,
+        "truncated.jpeg": good[: len(good) // 3],
+        "empty.png": b"",
+    }
+    out = {}
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+        out[name] = tmp / name
+    Image.new("L", (1, 1), 128).save(tmp / "one_pixel.png")
+    out["one_pixel.png"] = tmp / "one_pixel.png"
+    Image.new("1", (9000, 9000)).save(tmp / "bomb.png")  # 81 Mpx: a few KB on disk, refused before decoding
+    out["bomb.png"] = tmp / "bomb.png"
+    rng = np.random.default_rng(0)
+    (tmp / "huge.jpeg").write_bytes(rng.integers(0, 256, 40_000_000, dtype=np.uint8).tobytes())  # 40 MB of noise
+    out["huge.jpeg"] = tmp / "huge.jpeg"
+    return out
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    return _bad_files(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("name", ["text.png", "truncated.jpeg", "empty.png", "one_pixel.png", "bomb.png",
+                                  "huge.jpeg"])
+def test_bad_upload_is_app_error_then_server_still_works(client, model, bad_files, name):
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(bad_files[name])), MODEL, api_name="/classify")
+    assert str(info.value).strip(), "the error must say what is wrong"
+    assert "/tmp" not in str(info.value) or name in str(info.value)
+    got = _probs(client.predict(handle_file(str(PNEU[0])), MODEL, api_name="/classify"))
+    assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, PNEU[0])["PNEUMONIA"], abs=1e-6)
+
+
+def test_bad_upload_on_heatmaps_is_app_error(client, bad_files):
+    with pytest.raises(AppError):
+        client.predict(handle_file(str(bad_files["truncated.jpeg"])), MODEL, api_name="/heatmaps")
+
+
+def test_no_image_is_app_error(client):
+    with pytest.raises(AppError, match="upload"):
+        client.predict(None, MODEL, None, api_name="/classify")
+
+
+def test_unknown_model_is_app_error(client):
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict(handle_file(str(PNEU[0])), "no_such_model", api_name="/classify")
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "palette", "png16"])
+def test_valid_unusual_images_work(client, model, tmp_path, kind):
+    src = Image.open(PNEU[2]).convert("L").resize((300, 260))
+    if kind == "cmyk":
+        path = tmp_path / "cmyk.jpeg"
+        src.convert("CMYK").save(path)
+    elif kind == "palette":
+        path = tmp_path / "palette.png"
+        src.convert("P").save(path)
+    else:
+        path = tmp_path / "x16.png"
+        Image.fromarray(np.asarray(src).astype(np.uint16) * 64 + 5).save(path)
+    got = _probs(client.predict(handle_file(str(path)), MODEL, api_name="/classify"))
+    assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, path)["PNEUMONIA"], abs=1e-6)
+
+
+# --- concurrency ---------------------------------------------------------------------------------------------------
+
+def test_concurrent_clients_equal_serial(app, client):
+    paths = [PNEU[i] for i in range(4)] + [NORM[i] for i in range(4)]
+    serial = {p: _probs(client.predict(handle_file(str(p)), MODEL, api_name="/classify")) for p in paths}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> int:
+        c = Client(app.local_url, verbose=False)
+        done = 0
+        for j in range(20):
+            p = paths[(k + j) % len(paths)]
+            try:
+                got = _probs(c.predict(handle_file(str(p)), MODEL, api_name="/classify"))
+                assert got == pytest.approx(serial[p], abs=1e-7)
+                done += 1
+            except BaseException as e:  # noqa: BLE001
+                with lock:
+                    errors.append(e)
+        return done
+
+    # Grad-CAM (hooks on the shared model) running at the same time must neither disturb nor be disturbed.
+    ex = "PNEUMONIA/" + PNEU[0].name
+    heat_serial = [_png(f) for f in client.predict(None, MODEL, api_name="/heatmaps", example=ex)[:2]]
+
+    def heat_worker() -> int:
+        c = Client(app.local_url, verbose=False)
+        for _ in range(4):
+            got = [_png(f) for f in c.predict(None, MODEL, api_name="/heatmaps", example=ex)[:2]]
+            for a, b in zip(got, heat_serial):
+                if not np.array_equal(a, b):
+                    with lock:
+                        errors.append(AssertionError("heatmaps differ under concurrency"))
+        return 0
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(17) as pool:
+        heat = pool.submit(heat_worker)
+        done = sum(pool.map(worker, range(16)))
+        heat.result()
+    elapsed = time.perf_counter() - t0
+    assert not errors, errors[:3]
+    assert done == 16 * 20
+    assert elapsed < 120, elapsed
+
+
+def test_deep_link_page_serves(app):
+    import urllib.request
+
+    url = app.local_url + "?tab=heatmaps&model=pneumonia_cnn&example=PNEUMONIA/" + PNEU[0].name
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def test_every_saliency_method_runs_and_leaves_no_hooks(client, model):
+    from space.tabs.heatmaps import SALIENCY_METHODS
+
+    assert set(SALIENCY_METHODS) >= {"saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "occlusion"}
+    before = _hook_count(model)
+    ex = "PNEUMONIA/" + PNEU[3].name
+    for method in SALIENCY_METHODS:
+        out = client.predict(None, MODEL, api_name="/heatmaps", method=method, example=ex)
+        assert _png(out[2]).shape == (224, 224, 3), method
+        assert method in out[3]
+    client.predict(None, MODEL, 4, "per_map", ex, api_name="/feature_maps")
+    assert _hook_count(model) == before == 0
+    assert not model.training
+
+
+# --- the catalog (no server) -------------------------------------------------------------------------------------
+
+def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
+    from lib.models import create_model, save_model
+    from space.catalog import CatalogError, ModelCatalog, hub_repos_from_config
+    from space.context import AppContext
+    from space.examples import ExampleSet
+    from space.tabs.filters import filter_panels
+
+    runs = tmp_path / "runs"
+    save_model(create_model("resnet18_scratch", img_size=64), runs / "exp1" / "resnet")
+    (runs / "broken").mkdir(parents=True)
+    (runs / "broken" / "config.json").write_text("{not json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(runs), hub_repos=["someone/xcxr-model"])
+    entries = {e.name: e for e in cat.entries()}
+    assert cat.names()[0] == MODEL
+    assert entries["run:exp1/resnet"].available and entries["run:exp1/resnet"].source == "run"
+    assert not entries["run:broken"].available and "config.json" in entries["run:broken"].reason
+    hub = entries["someone/xcxr-model"]
+    assert hub.source == "hub" and not hub.available and "offline" in hub.reason
+    with pytest.raises(CatalogError, match="unavailable"):
+        cat.get("run:broken")
+    with pytest.raises(CatalogError, match="unknown model"):
+        cat.get("nope")
+    assert cat.get("run:exp1/resnet") is cat.get("run:exp1/resnet")  # cached
+    # the Filters tab shows every available model side by side, labelled
+    items, text = filter_panels(AppContext(cat, ExampleSet()), "common")
+    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "run:exp1/resnet — trained from scratch"]
+    monkeypatch.setenv("XCXR_HUB_MODELS", "a/b, c/d ,")
+    assert hub_repos_from_config() == ["a/b", "c/d"]
+
+
+def test_space_app_py_starts_like_a_space(tmp_path):
+    """`python space/app.py` (how Spaces starts app_file) finds `lib` from any working directory and serves."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "PYTHONPATH": ""}
+    log = open(tmp_path / "app.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "app.log").read_text()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer within 90 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -1,0 +1,193 @@
+"""Outcomes, Model report and Trust tabs through a real client: the numbers equal the direct ``lib`` calls.
+
+The real app (:func:`space.app.build_app`) is launched once for the module on a free port. The bundled examples
+(``examples/chest_xray_test``, 100 images) are the split used, so the file runs on a fresh clone without
+``../shared/data`` and stays fast.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+gr = pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from lib.data import load_grey, load_split  # noqa: E402
+from lib.explain import (deletion_insertion, gradcam, model_randomisation, outcomes, overlay,  # noqa: E402
+                         predict_split, prepare, threshold_presets)
+from lib.metrics import evaluate_predictions  # noqa: E402
+from lib.models import get_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "chest_xray_test"
+MODEL = "pneumonia_cnn"
+SPLIT = "examples"  # the bundled split, always present
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app():
+    from space.app import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return Client(app.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model(app):
+    return app.xcxr_context.catalog.get(MODEL)
+
+
+@pytest.fixture(scope="module")
+def pred(model):
+    return predict_split(model, load_split(EXAMPLES, None, get_config(model)["img_size"], progress=False))
+
+
+# --- Outcomes -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threshold", [0.5, 0.9])
+def test_outcomes_counts_equal_lib(client, pred, threshold):
+    counts, tp, tn, fp, fn, note = client.predict(MODEL, SPLIT, threshold, api_name="/outcomes")
+    res = outcomes(pred, threshold)
+    assert counts == res.counts
+    for name, gallery in zip(("TP", "TN", "FP", "FN"), (tp, tn, fp, fn)):
+        assert len(gallery) == min(len(res[name]), 24)
+        # captions: most confident first, with P(pneumonia) of the lib's order
+        for rank, (item, i) in enumerate(zip(gallery, res[name])):
+            assert item["caption"] == f"#{rank + 1} · P(pneumonia) = {pred.probability[i]:.3f}"
+    assert f"{threshold:.3f}" in note
+
+
+def test_outcome_heatmaps_equal_lib(client, model, pred):
+    res = outcomes(pred, 0.5)
+    outcome = "TP"
+    i = res[outcome][1]
+    h0, h1, caption = client.predict(MODEL, SPLIT, 0.5, outcome, 2, api_name="/outcome_heatmaps")
+    grey = load_split(EXAMPLES, None, get_config(model)["img_size"], progress=False).images[i:i + 1]
+    maps = gradcam(model, prepare(model, grey))[0].numpy()
+    vmax = float(maps.max())
+    from PIL import Image
+    for path, c in ((h0, 0), (h1, 1)):
+        assert str(path).endswith(".png")
+        got = np.asarray(Image.open(path).convert("RGB"))
+        want = overlay(grey[0, 0].numpy(), maps[c], vmin=0.0, vmax=vmax)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert Path(pred.path[i]).name in caption and "TP #2" in caption
+
+
+def test_open_outcome_deep_link_function(app, model, pred):
+    from space.tabs.outcomes import open_outcome
+
+    ctx = app.xcxr_context
+    res = outcomes(pred, pred.model_threshold)
+    h0, h1, caption = open_outcome(MODEL, SPLIT, "TN", 1, ctx=ctx)
+    assert h0.shape == h1.shape == (224, 224, 3)
+    assert Path(pred.path[res.tn[0]]).name in caption
+    with pytest.raises(gr.Error):
+        open_outcome(MODEL, SPLIT, "XX", 1, ctx=ctx)
+
+
+def test_outcomes_bad_requests_then_good(client, pred):
+    with pytest.raises(AppError, match="unavailable|unknown model"):
+        client.predict("no_such_model", SPLIT, 0.5, api_name="/outcomes")
+    with pytest.raises(AppError, match="between 1 and"):
+        client.predict(MODEL, SPLIT, 0.5, "TP", 10_000, api_name="/outcome_heatmaps")
+    counts = client.predict(MODEL, SPLIT, 0.5, api_name="/outcomes")[0]
+    assert counts == outcomes(pred, 0.5).counts
+
+
+# --- Model report -------------------------------------------------------------------------------------------------
+
+def test_report_metrics_equal_lib(client, pred):
+    metrics, table, note, roc, cm, curves, card = client.predict(MODEL, SPLIT, 0.5, api_name="/report")
+    want = evaluate_predictions(pred.label, pred.probability, 0.5, pred.patient_id)
+    # the whole dict, per image and per patient, through JSON (floats round-trip exactly)
+    assert metrics == json.loads(json.dumps(want))
+    rows = {r[0]: r[1] for r in table["data"]}
+    assert float(rows["accuracy"]) == pytest.approx(want["accuracy"], abs=1e-4)
+    for path in (roc, cm, curves):
+        assert path and str(path).endswith(".png")
+    assert card.strip() and not card.startswith("---")  # the model card without its YAML front matter
+
+
+def test_report_model_threshold(client, pred):
+    metrics = client.predict(MODEL, SPLIT, pred.model_threshold, api_name="/report")[0]
+    assert metrics["threshold"] == pytest.approx(pred.model_threshold)
+    want = evaluate_predictions(pred.label, pred.probability, pred.model_threshold)
+    assert metrics["confusion_matrix"] == want["confusion_matrix"]
+
+
+# --- Trust --------------------------------------------------------------------------------------------------------
+
+def test_trust_equals_lib(client, model):
+    example = sorted((EXAMPLES / "PNEUMONIA").glob("*.jpeg"))[0]
+    steps, seed = 8, 3
+    data, table, gallery, deletion, insertion, aucs, caption = client.predict(
+        handle_file(str(example)), MODEL, None, "PNEUMONIA", steps, seed, api_name="/trust")
+    x = prepare(model, torch.from_numpy(load_grey(example, get_config(model)["img_size"]))[None, None])
+    rows = model_randomisation(model, x, classes=[1], seed=seed)
+    assert [r["layer"] for r in data["randomisation"]] == [r["layer"] for r in rows]
+    assert [r["spearman"] for r in data["randomisation"]] == pytest.approx([r["spearman"] for r in rows], abs=1e-9)
+    assert len(gallery) == len(rows)
+    res = deletion_insertion(model, x, classes=[1], steps=steps, seed=seed)
+    for k, v in res.summary().items():
+        assert data["deletion_insertion"][k] == pytest.approx(v, abs=1e-9), k
+    assert "Passing" in caption and "Failing" in caption
+
+
+def test_trust_example_and_bad_upload(client, tmp_path):
+    bad = tmp_path / "empty.png"
+    bad.write_bytes(b"")
+    with pytest.raises(AppError, match="empty"):
+        client.predict(handle_file(str(bad)), MODEL, None, None, 4, 0, api_name="/trust")
+    data = client.predict(None, MODEL, "NORMAL/" + sorted(p.name for p in (EXAMPLES / "NORMAL").iterdir())[0],
+                          None, 4, 0, api_name="/trust")[0]
+    assert data["randomisation"][0]["spearman"] == pytest.approx(1.0)
+
+
+def test_outcome_presets_equal_lib(client, pred, monkeypatch, tmp_path):
+    # no validation split (a fresh clone): presets come from the shown split itself, and the note says so
+    monkeypatch.setenv("XCXR_DATA_ROOT", str(tmp_path))
+    want = threshold_presets(pred)
+    for key in ("0.5", "f1", "gmean", "youden", "model"):
+        t, note = client.predict(MODEL, SPLIT, key, api_name="/outcome_presets")
+        assert t == pytest.approx(want[key], abs=1e-12), key
+        assert "optimistic" in note
+
+
+def test_outcomes_deep_link_handler(app, pred):
+    ctx = app.xcxr_context
+    from space.tabs import outcomes as tab
+
+    handlers = [fn for fn, _ in ctx.link_handlers if getattr(fn, "__wrapped__", fn).__module__ == tab.__name__]
+    assert len(handlers) == 1
+    out = handlers[0]({"tab": "outcomes", "model": MODEL, "split": SPLIT, "outcome": "fn", "index": "1",
+                       "threshold": "0.9"})
+    split, t, outcome, rank, counts = out[:5]
+    assert (split, t, outcome, rank) == (SPLIT, 0.9, "FN", 1)
+    res = outcomes(pred, 0.9)
+    assert counts == res.counts
+    assert Path(pred.path[res.fn[0]]).name in out[-1]
+    # a link without outcome parameters changes nothing
+    assert all(isinstance(u, dict) for u in handlers[0]({"tab": "outcomes"}))
