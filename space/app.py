@@ -14,12 +14,14 @@ Models: ``models/*`` (bundled), ``$XCXR_RUNS_DIR`` (default ``runs/``, folders w
 Deep links: ``/?tab=heatmaps&model=pneumonia_cnn&example=PNEUMONIA/person1071_virus_1774.jpeg`` opens that tab with
 that model and example (tab ids: classify, heatmaps, filters, feature_maps, outcomes, report, trust). Extra parameters
 (``outcome=FP&index=3``) are handed to the tabs that ask for them (see :mod:`space.context`). The "Copy link" button
-copies the link of the current view.
+copies the link of the current view: the tab, its own model and example dropdowns, and the parameters the tab
+registered in ``ctx.link_extras`` (outcomes: split, threshold, outcome, index).
 """
 import argparse
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,31 +61,80 @@ def make_context(models_dir: str = "models", runs_dir: str | None = None, hub_re
     return AppContext(catalog=catalog, examples=examples)
 
 
+#: The "Copy link to this view" button's JS. Its inputs: the current tab id, then every model dropdown, every example
+#: dropdown and every ``ctx.link_extras`` component, in that order; ``__LINK_SPEC__`` becomes the JSON of
+#: :func:`_link_spec`, which says which of those values belong to which tab (and, for the extras, to which parameter).
 _COPY_LINK_JS = """
 (tab, ...values) => {
-  const n = values.length / 2;
-  const models = values.slice(0, n), examples = values.slice(n);
-  const owners = %s;            // tab id -> index of its model/example dropdown (or -1)
+  const spec = __LINK_SPEC__;
+  const own = (map, key) => Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined;
+  const has = (v) => v !== undefined && v !== null && v !== "";
+  const models = values.slice(0, spec.n_models);
+  const examples = values.slice(spec.n_models, spec.n_models + spec.n_examples);
+  const extras = values.slice(spec.n_models + spec.n_examples);
   const url = new URL(window.location.href);
   url.search = "";
   url.hash = "";
   if (tab) url.searchParams.set("tab", tab);
-  const i = (owners[tab] !== undefined) ? owners[tab] : 0;
-  const m = models[i] !== undefined ? models[i] : models[0];
-  const e = examples[i] !== undefined ? examples[i] : examples[0];
-  if (m) url.searchParams.set("model", m);
-  if (e) url.searchParams.set("example", e);
+  // the tab's own model dropdown; a tab without one (filters) links the first tab's model
+  const mi = own(spec.model_owner, tab);
+  const m = (mi !== undefined) ? models[mi] : models[0];
+  if (has(m)) url.searchParams.set("model", String(m));
+  // an example only for a tab that has an example dropdown of its own
+  const ei = own(spec.example_owner, tab);
+  if (ei !== undefined && has(examples[ei])) url.searchParams.set("example", String(examples[ei]));
+  for (const [param, j] of (own(spec.extras, tab) || [])) {
+    if (has(extras[j])) url.searchParams.set(param, String(extras[j]));
+  }
   const link = url.toString();
   if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(link).catch(() => {}); }
   return link;
 }
 """
 
+#: Query parameters the app itself writes; a tab's ``link_extras`` may not use them.
+_RESERVED_PARAMS = ("tab", "model", "example")
+
+
+def _link_extras(ctx: AppContext, tab_ids) -> tuple[list, dict[str, list[tuple[str, int]]]]:
+    """``(components, {tab id: [(param, index into components)]})`` from ``ctx.link_extras`` (built tabs only;
+    a component registered twice is passed once)."""
+    components: list = []
+    index: dict[int, int] = {}
+    spec: dict[str, list[tuple[str, int]]] = {}
+    for tab_id, pairs in (getattr(ctx, "link_extras", None) or {}).items():
+        if tab_id not in tab_ids:
+            continue
+        for param, comp in pairs:
+            if param in _RESERVED_PARAMS:
+                raise ValueError(f"link_extras[{tab_id!r}]: {param!r} is set by the app itself")
+            if id(comp) not in index:
+                index[id(comp)] = len(components)
+                components.append(comp)
+            spec.setdefault(tab_id, []).append((param, index[id(comp)]))
+    return components, spec
+
+
+def _link_spec(n_models: int, n_examples: int, model_owner: dict[str, int], example_owner: dict[str, int],
+               extras: dict[str, list[tuple[str, int]]]) -> dict:
+    """What :data:`_COPY_LINK_JS` needs to know about its inputs (JSON-able)."""
+    return {"n_models": n_models, "n_examples": n_examples, "model_owner": dict(model_owner),
+            "example_owner": dict(example_owner),
+            "extras": {t: [[p, i] for p, i in pairs] for t, pairs in extras.items()}}
+
+
+def copy_link_js(spec: dict) -> str:
+    """The copy-link JS for ``spec`` (see :func:`_link_spec`)."""
+    return _COPY_LINK_JS.replace("__LINK_SPEC__", json.dumps(spec, sort_keys=True))
+
 
 def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     """The whole app as a ``gr.Blocks`` (queue configured); launch it with :func:`main` or ``demo.launch()``."""
     ctx = ctx or make_context()
-    owners: dict[str, int] = {}
+    if not isinstance(getattr(ctx, "link_extras", None), dict):
+        ctx.link_extras = {}
+    model_owner: dict[str, int] = {}    # tab id -> index of its model dropdown in ctx.model_dropdowns (absent: none)
+    example_owner: dict[str, int] = {}  # tab id -> index of its example dropdown in ctx.example_dropdowns
     tabs_built: dict[str, gr.Tab] = {}
     # delete_cache: uploads and rendered images older than an hour are removed every hour (a Space runs for weeks).
     with gr.Blocks(title="Explainable chest X-ray classification", delete_cache=(3600, 3600)) as demo:
@@ -97,18 +148,22 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                           "feature_maps": feature_maps}.get(tab_id) or _optional_tab(tab_id)
                 if module is None:
                     continue
-                n_models = len(ctx.model_dropdowns)
+                n_models, n_examples = len(ctx.model_dropdowns), len(ctx.example_dropdowns)
                 with gr.Tab(TAB_TITLES[tab_id], id=tab_id) as tab:
                     module.build(ctx)
                 if len(ctx.model_dropdowns) > n_models:
-                    owners[tab_id] = n_models
+                    model_owner[tab_id] = n_models
+                if len(ctx.example_dropdowns) > n_examples:
+                    example_owner[tab_id] = n_examples
                 tab.select(lambda t=tab_id: t, None, current_tab, api_visibility="private", queue=False)
                 tabs_built[tab_id] = tab
         with gr.Row():
             copy = gr.Button("Copy link to this view", size="sm", scale=0)
             link = gr.Textbox(label="Link (copied to the clipboard)", interactive=False, scale=4)
-        copy.click(None, [current_tab] + ctx.model_dropdowns + ctx.example_dropdowns, link,
-                   js=_COPY_LINK_JS % json.dumps(owners), api_visibility="private", queue=False)
+        extra_components, extras = _link_extras(ctx, tabs_built)
+        spec = _link_spec(len(ctx.model_dropdowns), len(ctx.example_dropdowns), model_owner, example_owner, extras)
+        copy_inputs = [current_tab] + ctx.model_dropdowns + ctx.example_dropdowns + extra_components
+        copy.click(None, copy_inputs, link, js=copy_link_js(spec), api_visibility="private", queue=False)
         _wire_deep_links(demo, ctx, tabs, current_tab)
         # Opening a tab fills it with the current choices (heatmaps of the selected example, filters…).
         for tab_id, (fn, inputs, outputs) in ctx.on_open.items():
@@ -116,6 +171,11 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                 tabs_built[tab_id].select(fn, inputs, outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=2, max_size=256)
     demo.xcxr_context = ctx  # type: ignore[attr-defined]  # tests and benchmarks reach the catalog through this
+    # the copy-link wiring, for tests: owner maps, the JSON handed to the JS and its input components in order
+    demo.xcxr_link_owners = {"model": model_owner, "example": example_owner,  # type: ignore[attr-defined]
+                             "extras": {t: [p for p, _ in pairs] for t, pairs in extras.items()}}
+    demo.xcxr_link_spec = spec  # type: ignore[attr-defined]
+    demo.xcxr_link_inputs = copy_inputs  # type: ignore[attr-defined]
     return demo
 
 
@@ -165,6 +225,13 @@ def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, tabs: gr.Tabs, current_ta
           .then(describe_fn, inputs[1], info, api_visibility="private")
 
 
+def _warm_up(module, ctx: AppContext) -> None:
+    try:
+        module.warm_up(ctx)
+    except Exception as e:  # noqa: BLE001 - a failed warm-up only means the tab computes on first use
+        print(f"[space] outcomes warm-up skipped: {e}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Explainable chest X-ray classification — the Gradio app")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -173,7 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs-dir", default=None, help="training outputs to list (default $XCXR_RUNS_DIR or runs/)")
     ap.add_argument("--share", action="store_true", help="a public gradio.live link (needs the network)")
     args = ap.parse_args(argv)
-    demo = build_app(make_context(args.models_dir, args.runs_dir))
+    ctx = make_context(args.models_dir, args.runs_dir)
+    demo = build_app(ctx)
+    outcomes_tab = _optional_tab("outcomes")
+    if outcomes_tab is not None and hasattr(outcomes_tab, "warm_up"):
+        # Precompute the default model's outcomes while the first page loads (then cached in memory and on disk).
+        threading.Thread(target=_warm_up, args=(outcomes_tab, ctx), daemon=True, name="outcomes-warm-up").start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="200mb",
                 footer_links=["api", "settings"])
 

@@ -6,6 +6,8 @@ dropdown registered with :meth:`AppContext.register_model_choice` / :meth:`AppCo
 A tab that wants the other parameters (``outcome``, ``index``…) either registers a handler with
 :meth:`AppContext.on_link` — ``fn(params: dict[str, str]) -> update or tuple of updates`` for its ``outputs`` — or
 listens to ``ctx.link_params`` (a ``gr.State`` holding the whole query dict; its ``.change`` fires after load).
+To have the "Copy link" button write those parameters back, a tab adds ``(param, component)`` pairs to
+``ctx.link_extras[tab_id]`` while it builds.
 """
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ class AppContext:
     link_params: Any = None  # gr.State with the query dict, created by the app inside the Blocks
     #: tab id -> (fn, inputs, outputs) run when the tab is opened (click or deep link) so it never shows empty.
     on_open: dict[str, tuple[Callable, list, list]] = field(default_factory=dict)
+    #: tab id -> [(query parameter, component)] that the "Copy link" button adds to the link when that tab is open
+    #: (the values the tab reads back from a deep link, e.g. outcomes: split, threshold, outcome, index).
+    link_extras: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     _locks: dict[int, threading.RLock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 

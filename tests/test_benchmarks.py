@@ -25,6 +25,16 @@ TRAINING_FIGURES = {
     "fullres_speedup_vs_naive_w0", "fullres_speedup_vs_naive_w2",
     "fullres_train_images", "fullres_epochs", "fullres_repeats",
 }
+APP_FIGURES = {
+    "classify_app_ms", "classify_lib_ms", "classify_noop_ms", "classify_ratio",
+    "heatmaps_app_ms", "heatmaps_lib_ms", "heatmaps_noop_ms", "heatmaps_ratio", "repeats",
+    "concurrent_clients", "concurrent_requests", "concurrent_p50_ms", "concurrent_p95_ms", "concurrent_p95_over_p50",
+    "concurrent_errors", "concurrent_requests_per_s",
+    "cold_first_page_seconds", "outcomes_ready_seconds", "outcomes_call_seconds",
+    "outcomes_precomputed_at_start", "outcomes_from_disk_cache",
+}
+#: counts and 0/1 flags: zero is a valid (for the errors, the wanted) value
+MAY_BE_ZERO = {"app.concurrent_errors", "app.outcomes_precomputed_at_start", "app.outcomes_from_disk_cache"}
 
 
 @pytest.mark.skipif(not (DATA / "chest_xray").is_dir() or not (DATA / "chest_xray_fullres").is_dir(),
@@ -36,17 +46,17 @@ def test_benchmarks_quick_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     figures = json.loads(proc.stdout)
     assert isinstance(figures, dict)
-    missing = {f"training.{k}" for k in TRAINING_FIGURES} - set(figures)
+    missing = ({f"training.{k}" for k in TRAINING_FIGURES} | {f"app.{k}" for k in APP_FIGURES}) - set(figures)
     assert not missing, missing
     for key, value in figures.items():
         assert isinstance(value, (int, float)) and not isinstance(value, bool), key
-        assert math.isfinite(value) and value > 0, (key, value)
+        assert math.isfinite(value) and (value >= 0 if key in MAY_BE_ZERO else value > 0), (key, value)
 
 
 def test_benchmarks_list_and_unknown_family():
     out = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 0 and "training" in out.stdout
+    assert out.returncode == 0 and "training" in out.stdout and "app" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "no_such_family"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no_such_family" in bad.stderr

@@ -299,17 +299,18 @@ def build(ctx: Any) -> None:
         ds, pred, res = compute_outcomes(m, split_name, float(t))
         return _heatmaps(m, ds, pred, res, outcome, int(rank or 1), ctx)
 
-    @ui_errors
-    def pick(name: str, split_name: str, t: float, evt: gr.SelectData) -> tuple:
-        outcome = OUTCOMES[[g._id for g in galleries.values()].index(evt.target._id)] \
-            if evt.target is not None else "TP"
-        rank = int(evt.index) + 1
-        return (outcome, rank, *heat(name, split_name, t, outcome, rank))
+    def picker(outcome: str):
+        # one handler per gallery: the gallery a click came from is known when the handler is made
+        @ui_errors
+        def pick(name: str, split_name: str, t: float, evt: gr.SelectData) -> tuple:
+            rank = int(evt.index) + 1
+            return (outcome, rank, *heat(name, split_name, t, outcome, rank))
+        return pick
 
     show.click(heat, [model, split, threshold, sel_outcome, sel_rank], [heat0, heat1, caption],
                api_name="outcome_heatmaps")
-    for g in galleries.values():
-        g.select(pick, [model, split, threshold], [sel_outcome, sel_rank, heat0, heat1, caption],
+    for outcome_name, g in galleries.items():
+        g.select(picker(outcome_name), [model, split, threshold], [sel_outcome, sel_rank, heat0, heat1, caption],
                  api_visibility="private")
 
     # deep link: ?tab=outcomes&model=…&split=…&outcome=FP&index=3[&threshold=…] (the core sets the tab and model)
