@@ -168,6 +168,9 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     out["one_pixel.png"] = tmp / "one_pixel.png"
     Image.new("1", (9000, 9000)).save(tmp / "bomb.png")  # 81 Mpx: a few KB on disk, refused before decoding
     out["bomb.png"] = tmp / "bomb.png"
+    from test_images import make_dicom  # the synthetic DICOM builder of the lib tests
+    (tmp / "no_pixels.dcm").write_bytes(make_dicom(np.zeros((64, 64)), pixel_data=False))
+    out["no_pixels.dcm"] = tmp / "no_pixels.dcm"
     rng = np.random.default_rng(0)
     (tmp / "huge.jpeg").write_bytes(rng.integers(0, 256, 40_000_000, dtype=np.uint8).tobytes())  # 40 MB of noise
     out["huge.jpeg"] = tmp / "huge.jpeg"
@@ -180,11 +183,13 @@ def bad_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["text.png", "truncated.jpeg", "empty.png", "one_pixel.png", "bomb.png",
-                                  "huge.jpeg"])
+                                  "huge.jpeg", "no_pixels.dcm"])
 def test_bad_upload_is_app_error_then_server_still_works(client, model, bad_files, name):
     with pytest.raises(AppError) as info:
         client.predict(handle_file(str(bad_files[name])), MODEL, api_name="/classify")
     assert str(info.value).strip(), "the error must say what is wrong"
+    if name == "no_pixels.dcm":
+        assert "no pixel data" in str(info.value)
     assert "/tmp" not in str(info.value) or name in str(info.value)
     got = _probs(client.predict(handle_file(str(PNEU[0])), MODEL, api_name="/classify"))
     assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, PNEU[0])["PNEUMONIA"], abs=1e-6)
@@ -357,3 +362,64 @@ def test_space_app_py_starts_like_a_space(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_dicom_upload_is_windowed_and_classified(client, model, tmp_path):
+    from test_images import make_dicom
+    ramp = np.tile(np.linspace(0, 4095, 256), (256, 1))
+    f = tmp_path / "xray.dcm"
+    f.write_bytes(make_dicom(ramp, WindowCenter=2048, WindowWidth=4096))
+    got = _probs(client.predict(handle_file(str(f)), MODEL, api_name="/classify"))
+    assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, f)["PNEUMONIA"], abs=1e-6)
+
+
+def test_repeated_heatmap_requests_leave_no_hooks_and_no_growing_memory(app, model):
+    """The handler behind /heatmaps, 40 times: Python-level allocations stay flat and no hook stays behind."""
+    import gc
+    import tracemalloc
+
+    from space.tabs.heatmaps import heatmaps_for
+    ctx = app.xcxr_context
+    m = ctx.catalog.get(MODEL)
+    grey, _ = ctx.load_image(str(PNEU[0]), None, m)
+
+    def once():
+        heatmaps_for(ctx, m, grey, None, True, "bilinear", "per map", "saliency")
+
+    for _ in range(5):  # warm-up: caches, lazily created buffers
+        once()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(40):
+        once()
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 2_000_000, f"{grown / 1e6:.1f} MB more after 40 requests"
+    for module in m.modules():
+        assert not module._forward_hooks and not module._backward_hooks and not module._forward_pre_hooks
+
+
+def test_catalog_loads_hub_models_online(hub, hf_cache, tmp_path, monkeypatch):
+    """A repo named in XCXR_HUB_MODELS is loaded through the Hub (the in-process emulator); a missing one is
+    listed unavailable with the reason, and nothing crashes."""
+    from lib.models import create_model, push_folder, save_model
+    from space.catalog import ModelCatalog
+
+    import huggingface_hub.constants as hf_constants
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    torch.manual_seed(3)
+    pushed = create_model("pneumonia_cnn", img_size=64).eval()
+    push_folder(save_model(pushed, tmp_path / "cnn"), "teacher/space-cnn")
+    monkeypatch.setenv("XCXR_HUB_MODELS", "teacher/space-cnn, teacher/does-not-exist")
+    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(tmp_path / "no-runs"))
+    entries = {e.name: e for e in cat.entries()}
+    assert entries["teacher/space-cnn"].source == "hub"
+    loaded = cat.get("teacher/space-cnn")
+    x = torch.randn(1, 1, 64, 64)
+    assert torch.equal(loaded(x), pushed(x))
+    assert entries["teacher/does-not-exist"].source == "hub"
+    missing = entries["teacher/does-not-exist"]
+    assert not missing.available and "no such model repo" in missing.reason
