@@ -90,8 +90,8 @@ def _round_trips(quick: bool, work: Path) -> dict[str, float]:
     from gradio_client import handle_file
 
     from space.app import build_app, make_context
-    from space.context import load_image
-    from space.tabs.classify import FILE_TYPES, class_probabilities
+    from space.context import FILE_TYPES, load_image
+    from space.tabs.classify import class_probabilities
     from space.tabs.heatmaps import DEFAULT_LAYER, SCALES, heatmaps_for
 
     repeats = 1 if quick else 15

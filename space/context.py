@@ -99,6 +99,15 @@ def model_choice(ctx: AppContext, label: str = "Model", register: bool = True, *
     return ctx.register_model_choice(dd) if register else dd
 
 
+#: Upload types offered by the file picker (DICOM via lib.data.load_grey); the original file reaches load_grey.
+FILE_TYPES = [".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"]
+
+
+def upload_choice(label: str = "Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", **kwargs: Any) -> gr.File:
+    """The upload field of every image tab: ``gr.File`` so 16-bit PNGs and DICOMs arrive untouched."""
+    return gr.File(label=label, file_types=FILE_TYPES, type="filepath", **kwargs)
+
+
 def example_choice(ctx: AppContext, label: str = "…or pick a bundled example (folder = true label)",
                    register: bool = True, value: str | None = None, **kwargs: Any) -> gr.Dropdown:
     """An example dropdown over ``ctx.examples`` (ids like ``"PNEUMONIA/person1071_virus_1774.jpeg"``)."""

@@ -9,12 +9,9 @@ import torch
 from lib.data import Preprocess
 from lib.models import get_config, predict_proba
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors
+from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
 
 __all__ = ["build", "classify", "preprocessing_markdown"]
-
-#: Upload types offered by the file picker (DICOM via lib.data.load_grey).
-FILE_TYPES = [".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"]
 
 
 def class_probabilities(model: torch.nn.Module, grey_small: Any) -> dict[str, float]:
@@ -60,8 +57,7 @@ def build(ctx: AppContext) -> None:
     first = ctx.examples.first("PNEUMONIA")
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", file_types=FILE_TYPES,
-                             type="filepath")
+            upload = upload_choice()
             example = example_choice(ctx, value=first)
             picks = _gallery_examples(ctx)
             thumbs = gr.Gallery([(str(ctx.examples.path(e)), e) for e in picks], label="Examples (click one)",

@@ -9,8 +9,7 @@ import torch
 
 from lib.explain import feature_map_grid, feature_maps, prepare
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors
-from .classify import FILE_TYPES
+from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
 
 __all__ = ["build", "FM_SCALES", "stage_panels"]
 
@@ -35,8 +34,7 @@ def stage_panels(ctx: AppContext, model: torch.nn.Module, grey: np.ndarray, top_
 def build(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = gr.File(label="Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", file_types=FILE_TYPES,
-                             type="filepath")
+            upload = upload_choice()
             example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
             model = model_choice(ctx)
             top_k = gr.Slider(1, 32, value=8, step=1, label="Channels per stage (strongest by mean activation)")

@@ -14,8 +14,7 @@ import torch
 from lib.explain import attribute, gradcam, list_methods, overlay, prepare
 from lib.models import conv_layers, get_config, predict_proba
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors
-from .classify import FILE_TYPES
+from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
 
 __all__ = ["build", "SCALES", "UPSAMPLES", "SALIENCY_METHODS", "DEFAULT_LAYER", "overlay_limits"]
 
@@ -103,8 +102,7 @@ def build(ctx: AppContext) -> None:
         default_layers = [DEFAULT_LAYER]
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = gr.File(label="Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", file_types=FILE_TYPES,
-                             type="filepath")
+            upload = upload_choice()
             example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
             model = model_choice(ctx)
             layer = gr.Dropdown(default_layers, value=DEFAULT_LAYER, label="Target layer (conv layers, forward order)",

@@ -24,12 +24,11 @@ import torch
 from lib.explain import deletion_insertion, gradcam, model_randomisation, overlay, prepare
 from lib.models import get_config, predict_proba
 
-from space.context import AppContext, example_choice, load_image, model_choice, ui_errors
+from space.context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
 
 __all__ = ["build", "run_trust", "PREDICTED"]
 
 PREDICTED = "predicted class"
-FILE_TYPES = [".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"]
 CAPTION = """**How to read this.**
 *Randomisation sanity check*: the network's layers are replaced by random weights, from the head down, one block
 at a time (cumulative), and the Grad-CAM is recomputed. A map that **explains the model** must change: its rank
@@ -132,8 +131,7 @@ def build(ctx: AppContext) -> None:
     """The Trust tab (call inside ``with gr.Tab("Trust"):``)."""
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", file_types=FILE_TYPES,
-                             type="filepath")
+            upload = upload_choice()
             example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
             model = model_choice(ctx)
         with gr.Column(scale=1):
