@@ -117,3 +117,30 @@ def xray_folder(tmp_path):
     """A tiny train/val/test class-folder data set (see :func:`make_xray_folder`)."""
     return make_xray_folder(tmp_path / "xray")
 # --- end data fixtures ------------------------------------------------------------------------------------------
+
+
+# --- the Gradio app -----------------------------------------------------------------------------------------------
+import contextlib as _contextlib
+import socket as _socket2
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with _socket2.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@_contextlib.contextmanager
+def launched_app(**launch_kwargs):
+    """``space.app.build_app()`` served on 127.0.0.1 (a free port) for the duration of the block; yields the demo."""
+    from space.app import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                **launch_kwargs)
+    try:
+        yield demo
+    finally:
+        demo.close()
+# --- end the Gradio app -------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ The app is launched once for the module on a free port (127.0.0.1) and closed at
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from conftest import free_port, launched_app  # noqa: E402
 from lib.data import load_grey  # noqa: E402
 from lib.explain import (attribute, feature_map_grid, feature_maps, filter_grid, gradcam, overlay,  # noqa: E402
                          prepare)
@@ -32,23 +32,11 @@ NORM = sorted((EXAMPLES / "NORMAL").glob("*.jpeg"))
 MODEL = "pneumonia_cnn"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app():
-    from space.app import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
-                max_file_size="200mb")
-    try:
+    with launched_app(max_file_size="200mb") as demo:
         yield demo
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +329,7 @@ def test_space_app_py_starts_like_a_space(tmp_path):
     import sys
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "PYTHONPATH": ""}
     log = open(tmp_path / "app.log", "wb")
     proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], cwd=tmp_path, env=env,

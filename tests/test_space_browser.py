@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, launched_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
@@ -29,19 +28,10 @@ EXAMPLE = "PNEUMONIA/person1071_virus_1774.jpeg"
 TIMEOUT = 60_000  # ms; a shared 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    from space.app import build_app
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
-    yield demo.local_url.rstrip("/")
-    demo.close()
+    with launched_app() as demo:
+        yield demo.local_url.rstrip("/")
 
 
 @pytest.fixture(scope="module")

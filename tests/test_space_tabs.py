@@ -7,7 +7,6 @@ The real app (:func:`space.app.build_app`) is launched once for the module on a 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from conftest import launched_app  # noqa: E402
 from lib.data import load_grey, load_split  # noqa: E402
 from lib.explain import (deletion_insertion, gradcam, model_randomisation, outcomes, overlay,  # noqa: E402
                          predict_split, prepare, threshold_presets)
@@ -31,22 +31,11 @@ MODEL = "pneumonia_cnn"
 SPLIT = "examples"  # the bundled split, always present
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app():
-    from space.app import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
-    try:
+    with launched_app() as demo:
         yield demo
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
