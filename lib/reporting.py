@@ -20,7 +20,7 @@ __all__ = ["write_run_report", "command_line", "write_model_card", "metrics_tabl
 
 _DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "gamma": 1.0, "img_size": None,
              "seed": 0, "augment": False, "hflip": 0.0, "val_fraction": 0.1, "max_images": None,
-             "threshold_rule": "youden", "pretrained_file": None}
+             "threshold_rule": "youden", "patient_level": False, "pretrained_file": None}
 
 
 def command_line(args: Mapping[str, Any]) -> str:
@@ -55,6 +55,23 @@ def metrics_table(section: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _is_ct(args: Mapping[str, Any]) -> bool:
+    return str(args.get("data", "")).lower().endswith((".yaml", ".yml"))
+
+
+def _data_note(args: Mapping[str, Any]) -> str:
+    """Where the training data came from, and its licence (CT descriptions name their own source)."""
+    if _is_ct(args):
+        return (f"`{args['data']}` — a CT description (per-patient volumes, see `docs/ct.md` of the project): trained "
+                "on the central axial slice of each patient, validated and tested on the central slices averaged per "
+                "patient. The volumes' source and licence are those of the data set the description points to; "
+                "check them before sharing this model.")
+    return (f"`{args['data']}` — Kermany, Zhang, Goldbaum (2018), *Labeled Optical Coherence Tomography (OCT) and "
+            "Chest X-Ray\nImages for Classification*, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0 "
+            "(MedMNIST v2 for `.npz` files:\nYang et al., Scientific Data 10, 41 (2023), CC BY 4.0). Paediatric "
+            "patients from one centre: expect a drop on\nadult or other-site X-rays.")
+
+
 def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], args: Mapping[str, Any]) -> Path:
     """Write ``out/README.md``: YAML metadata + human-readable card."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -63,6 +80,13 @@ def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], ar
     is_timm = "timm_name" in cfg
     test = metrics.get("test")
     section, split = (test, "test") if test else (metrics["val"], "validation")
+    # Patient level (CT slices, --patient-level): the threshold was chosen on per-patient mean probabilities, so the
+    # per-patient numbers are the result and the per-image ones the secondary table (a patient with one image is
+    # its own mean: then both tables are the same and evaluate_predictions leaves "patient_level" empty).
+    per_patient = metrics.get("level") == "patient"
+    images_section = section
+    if per_patient:
+        section = section.get("patient_level") or section
     dataset = Path(str(args["data"]).rstrip("/")).name
     results = [EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
                           dataset_split=split, metric_type=key, metric_name=name, metric_value=round(value, 4))
@@ -73,29 +97,33 @@ def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], ar
                if value is not None]
     data = ModelCardData(
         license="cc-by-4.0", library_name="timm" if is_timm else "pytorch",
-        tags=["image-classification", "medical-imaging", "chest-x-ray", "explainability", "xcxr", cfg["architecture"]],
+        tags=["image-classification", "medical-imaging", "ct" if _is_ct(args) else "chest-x-ray", "explainability", "xcxr", cfg["architecture"]],
         datasets=[dataset], metrics=["accuracy", "roc_auc", "f1", "precision", "recall"],
         model_name=f"{cfg['architecture']} ({dataset})", eval_results=results, pipeline_tag="image-classification")
     load = (f'import timm\nmodel = timm.create_model("hf-hub:OWNER/NAME", pretrained=True)  # no project code needed'
             if is_timm else
             f'from lib.models import load_model   # this project\nmodel = load_model("OWNER/NAME")  # or a local folder')
-    patient = section.get("patient_level")
+    patient = None if per_patient else section.get("patient_level")
     patient_md = (f"\n### Per patient ({split}; mean probability over a patient's images)\n\n{metrics_table(patient)}\n"
                   if patient else "")
+    if per_patient:
+        patient_md = (f"\n### Per image ({split}; every slice/image on its own, same threshold)\n\n"
+                      f"{metrics_table(images_section)}\n")
+    unit = "per patient (mean probability over each patient's images)" if per_patient else "per image"
     pos, neg = cfg["labels"][1], cfg["labels"][0]
     body = f"""
 # {cfg['architecture']} — {neg} vs {pos}
 
-A teaching model of the *explainable chest X-ray classification* course app: `{cfg['architecture']}` with
+A teaching model of the *explainable chest X-ray (and CT) classification* course app: `{cfg['architecture']}` with
 {count_parameters(model):,} trainable parameters, {cfg['num_classes']} output logit(s)
 ({'softmax over two classes' if cfg['num_classes'] == 2 else f'sigmoid: logit > 0 means {pos}'}).
 
 **Not a medical device.** Trained on a small public paediatric data set for teaching; do not use it for diagnosis.
 
-## Results on the {split} split
+## Results on the {split} split, {unit}
 
-Operating threshold **{metrics['threshold']:.4f}**, chosen by `{metrics['threshold_rule']}` on the validation split
-(positive = {pos} when P({pos}) ≥ threshold). Best epoch by validation AUC: {metrics['best_epoch']}.
+Operating threshold **{metrics['threshold']:.4f}**, chosen by `{metrics['threshold_rule']}` on the validation split,
+{unit} (positive = {pos} when P({pos}) ≥ threshold). Best epoch by validation AUC ({unit}): {metrics['best_epoch']}.
 
 {metrics_table(section)}
 
@@ -129,10 +157,7 @@ Full arguments: `train_args.json`; per-epoch losses and AUC: `history.json`; all
 
 ## Data
 
-`{args['data']}` — Kermany, Zhang, Goldbaum (2018), *Labeled Optical Coherence Tomography (OCT) and Chest X-Ray
-Images for Classification*, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0 (MedMNIST v2 for `.npz` files:
-Yang et al., Scientific Data 10, 41 (2023), CC BY 4.0). Paediatric patients from one centre: expect a drop on
-adult or other-site X-rays.
+{_data_note(args)}
 """
     card = f"---\n{data.to_yaml()}\n---\n{body}"
     path = out / "README.md"
@@ -146,8 +171,15 @@ def write_run_report(out: Path, model: nn.Module, metrics: Mapping[str, Any], hi
     from .metrics.plots import plot_confusion_matrix, plot_roc, plot_training_curves, save_figure
 
     section = metrics["test"] or metrics["val"]
+    y, p = eval_set.labels.numpy(), eval_prob
+    if metrics.get("level") == "patient" and section.get("patient_level"):
+        # the headline unit is the patient: plot the per-patient mean probabilities, as the metrics are
+        from .metrics import patient_level
+        y, p, _ = patient_level(y, p, eval_set.patient_ids)
+        section = section["patient_level"]
     save_figure(plot_training_curves(list(history)), out / "training_curves.png")
-    save_figure(plot_roc(eval_set.labels.numpy(), eval_prob, label=get_config(model)["architecture"]), out / "roc.png")
+    save_figure(plot_roc(y, p, label=get_config(model)["architecture"]
+                         + (" (per patient)" if metrics.get("level") == "patient" else "")), out / "roc.png")
     save_figure(plot_confusion_matrix(section["confusion_matrix"], class_names=tuple(eval_set.classes),
                                       title=f"threshold {metrics['threshold']:.3f}"), out / "confusion_matrix.png")
     write_model_card(out, model, metrics, args)

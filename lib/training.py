@@ -12,6 +12,11 @@ What it does, in order (nanoGPT style: read it top to bottom):
 5. at the end: the best weights go into a Hub-ready folder with the operating threshold chosen on the
    validation split, test metrics at that threshold, ``history.json``, curves and the model card.
 
+Patient level (CT: ``--data ct.yaml``, whose sets say ``patient_level``; or ``--patient-level`` for X-ray folders
+whose file names carry patient ids): the validation AUC that picks the best epoch and the operating threshold are
+computed on the **per-patient mean probabilities** (:func:`lib.metrics.patient_level`), and ``metrics["level"]``
+is ``"patient"``; the ``patient_level`` sub-section of ``metrics["val"]`` / ``metrics["test"]`` is then the result.
+
 Reproducible resume: every random draw of epoch ``e`` comes from generators seeded with ``(seed, e)``, and the
 checkpoint holds model, optimiser, scheduler, best weights and history, so ``--resume`` after a kill gives the
 same weights as an uninterrupted run (tested). Checkpoints are safetensors + JSON — never pickle.
@@ -39,6 +44,7 @@ import torch.nn as nn
 
 from .data import Augment, DataError, ImageSet, Preprocess, available_splits, load_split, patient_split
 from .metrics import evaluate_predictions, optimal_thresholds
+from .metrics import patient_level as patient_means
 from .models import create_model, get_config, positive_probability, save_model
 
 __all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "read_checkpoint_meta", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
@@ -74,6 +80,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     max_images: int | None = None
     threshold_rule: str = "youden"
+    patient_level: bool = False
     pretrained_file: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
@@ -167,6 +174,17 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
 
 
+def _selection_scores(ds: ImageSet, prob: np.ndarray, patient: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities the best epoch and the threshold are chosen on: per image, or per patient (mean)."""
+    y = ds.labels.numpy()
+    if not patient:
+        return y, prob
+    # the metrics library owns the averaging (and refuses a patient with two labels); images without an id are
+    # their own patient
+    y_p, p_p, _ = patient_means(y, prob, ds.patient_ids)
+    return y_p, p_p
+
+
 # ----------------------------------------------------------------------------------------------- checkpoints
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
                      best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any]) -> None:
@@ -246,6 +264,11 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     raw_model = acc.unwrap_model(model)
     loss_fn = loss_fn.to(device)
     pre = Preprocess.from_config(mcfg)
+    # The unit of every headline number: the patient when asked for, or when the data say so (CT slices).
+    patient = cfg.patient_level or val.patient_level
+    if patient and all(pid is None for pid in val.patient_ids):
+        log.warning("patient-level metrics asked for, but no validation image carries a patient id "
+                    "(see lib.data.patients): every image counts as its own patient")
     augment = Augment(hflip=cfg.hflip) if cfg.augment else None
     images, labels = train.images.to(device), train.labels.to(device)  # uint8: 50 KB per 224² image
 
@@ -254,8 +277,10 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     best_auc, best_epoch, start = -math.inf, -1, 0
     if cfg.resume and (ckpt / CHECKPOINT_FILE).exists():
         best_state, meta = _load_checkpoint(ckpt, raw_model, opt, sched)
-        changed = {k: (meta["args"].get(k), v) for k, v in args.items()
-                   if k not in _RESUMABLE and meta["args"].get(k) != v}
+        # an option added after the checkpoint was written counts as its default (e.g. patient_level=False)
+        defaults = asdict(TrainConfig(model=cfg.model, data=cfg.data, out=cfg.out))
+        changed = {k: (meta["args"].get(k, defaults.get(k)), v) for k, v in args.items()
+                   if k not in _RESUMABLE and meta["args"].get(k, defaults.get(k)) != v}
         if changed:
             raise TrainingError(f"--resume with different settings than the checkpoint in {ckpt}: " + ", ".join(
                 f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items()) + "; use the original settings")
@@ -296,9 +321,11 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_loss, val_prob = _evaluate(raw_model, val, pre, loss_fn, device, bs)
-        val_auc = _auc(val.labels.numpy(), val_prob)
+        val_auc = _auc(*_selection_scores(val, val_prob, patient))
         row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc,
                "lr": lr, "train_seconds": train_seconds, "train_images_per_s": seen * world / train_seconds}
+        if patient:  # val_auc (which picks the best epoch) is per patient; keep the per-image one for comparison
+            row["val_auc_image"] = _auc(val.labels.numpy(), val_prob)
         history.append(row)
         if val_auc is not None and val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch + 1
@@ -330,11 +357,14 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     loss_fn = loss_fn.to(cpu)
     _, val_prob = _evaluate(raw_model, val, pre_cpu, loss_fn, cpu, bs)
     y_val = val.labels.numpy()
-    thresholds = optimal_thresholds(y_val, val_prob)
+    thresholds = optimal_thresholds(*_selection_scores(val, val_prob, patient))
     threshold = 0.5 if cfg.threshold_rule == "0.5" else float(thresholds[cfg.threshold_rule])
-    mcfg.update(threshold=threshold, threshold_rule=f"{cfg.threshold_rule} on the validation split")
+    level = "patient" if patient else "image"
+    mcfg.update(threshold=threshold, threshold_rule=f"{cfg.threshold_rule} on the validation split"
+                + (" (per-patient mean probabilities)" if patient else ""))
     metrics: dict[str, Any] = {
         "model": cfg.model, "best_epoch": best_epoch, "threshold": threshold, "threshold_rule": cfg.threshold_rule,
+        "level": level,
         "val": evaluate_predictions(y_val, val_prob, threshold, val.patient_ids),
         "test": None,
     }

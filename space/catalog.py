@@ -34,7 +34,7 @@ class CatalogError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model in the catalog. ``source`` is ``"bundled"``, ``"run"`` or ``"hub"``."""
+    """One model in the catalog. ``source`` is ``"bundled"``, ``"study"``, ``"run"`` or ``"hub"``."""
 
     name: str
     source: str
@@ -81,18 +81,21 @@ def _model_folders(root: Path, depth: int) -> list[Path]:
 
 
 class ModelCatalog:
-    """Bundled models (``models_dir``), local runs (``runs_dir``) and Hub repos, loaded on first use and cached.
+    """Bundled models (``models_dir``), the studies' best models (``studies_dir``), local runs (``runs_dir``) and Hub
+    repos, loaded on first use and cached.
 
     Thread-safe: one lock guards loading, so concurrent requests load a model once.
     """
 
     def __init__(self, models_dir: str | os.PathLike = "models",
                  runs_dir: str | os.PathLike | None = None,
-                 hub_repos: list[str] | None = None) -> None:
+                 hub_repos: list[str] | None = None,
+                 studies_dir: str | os.PathLike = "studies") -> None:
         self.models_dir = Path(models_dir) if Path(models_dir).is_absolute() or Path(models_dir).is_dir() \
             else ROOT / models_dir
         runs = runs_dir if runs_dir is not None else os.environ.get("XCXR_RUNS_DIR", "runs")
         self.runs_dir = Path(runs) if Path(runs).is_absolute() or Path(runs).is_dir() else ROOT / runs
+        self.studies_dir = Path(studies_dir) if Path(studies_dir).is_absolute() else ROOT / studies_dir
         self.hub_repos = list(hub_repos) if hub_repos is not None else hub_repos_from_config()
         self._lock = threading.RLock()
         self._models: dict[str, nn.Module] = {}
@@ -108,6 +111,10 @@ class ModelCatalog:
         for d in _model_folders(self.runs_dir, 3):
             name = "run:" + d.relative_to(self.runs_dir).as_posix()
             locs[name] = ("run", str(d))
+        # The best small models of the course studies (studies/<study>/results/<variant>/best/<model>/).
+        for d in _model_folders(self.studies_dir, 5):
+            parts = [p for p in d.relative_to(self.studies_dir).parts if p not in ("results", "best")]
+            locs["study:" + "/".join(parts)] = ("study", str(d))
         for repo in self.hub_repos:
             locs.setdefault(repo, ("hub", repo))
         with self._lock:
@@ -136,7 +143,7 @@ class ModelCatalog:
                 self._try_load(name)
             out = [ModelEntry(n, s, loc, n in self._models, self._errors.get(n))
                    for n, (s, loc) in self._locations.items()]
-        order = {"bundled": 0, "run": 1, "hub": 2}
+        order = {"bundled": 0, "study": 1, "run": 2, "hub": 3}
         return sorted(out, key=lambda e: (not e.available, e.name != DEFAULT_MODEL, order[e.source], e.name))
 
     def names(self) -> list[str]:

@@ -303,9 +303,15 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
     (runs / "broken").mkdir(parents=True)
     (runs / "broken" / "config.json").write_text("{not json")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(runs), hub_repos=["someone/xcxr-model"])
+    studies = tmp_path / "studies"
+    save_model(create_model("pneumonia_cnn", img_size=32), studies / "study9" / "results" / "small" / "best" / "cnn")
+    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(runs), hub_repos=["someone/xcxr-model"],
+                       studies_dir=studies)
     entries = {e.name: e for e in cat.entries()}
     assert cat.names()[0] == MODEL
+    # a study's best model (studies/<study>/results/<variant>/best/<model>) is listed right after the bundled one
+    assert cat.names()[1] == "study:study9/small/cnn" and entries["study:study9/small/cnn"].source == "study"
+    assert cat.get("study:study9/small/cnn").xcxr_config["img_size"] == 32
     assert entries["run:exp1/resnet"].available and entries["run:exp1/resnet"].source == "run"
     assert not entries["run:broken"].available and "config.json" in entries["run:broken"].reason
     hub = entries["someone/xcxr-model"]
@@ -317,7 +323,8 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
     assert cat.get("run:exp1/resnet") is cat.get("run:exp1/resnet")  # cached
     # the Filters tab shows every available model side by side, labelled
     items, text = filter_panels(AppContext(cat, ExampleSet()), "common")
-    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "run:exp1/resnet — trained from scratch"]
+    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "study:study9/small/cnn — trained from scratch",
+                                     "run:exp1/resnet — trained from scratch"]
     monkeypatch.setenv("XCXR_HUB_MODELS", "a/b, c/d ,")
     assert hub_repos_from_config() == ["a/b", "c/d"]
 
@@ -402,7 +409,8 @@ def test_catalog_loads_hub_models_online(hub, hf_cache, tmp_path, monkeypatch):
     pushed = create_model("pneumonia_cnn", img_size=64).eval()
     push_folder(save_model(pushed, tmp_path / "cnn"), "teacher/space-cnn")
     monkeypatch.setenv("XCXR_HUB_MODELS", "teacher/space-cnn, teacher/does-not-exist")
-    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(tmp_path / "no-runs"))
+    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(tmp_path / "no-runs"),
+                       studies_dir=tmp_path / "no-studies")
     entries = {e.name: e for e in cat.entries()}
     assert entries["teacher/space-cnn"].source == "hub"
     loaded = cat.get("teacher/space-cnn")

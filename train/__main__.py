@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--data", required=True, help="folder with train/val/test class folders, one class-folder "
-                   "split, or a MedMNIST .npz")
+                   "split, a MedMNIST .npz, or a CT description .yaml (docs/ct.md)")
     p.add_argument("--out", required=True, help="output folder (Hub-ready)")
     p.add_argument("--epochs", type=int, default=_D.epochs, help="number of epochs")
     p.add_argument("--batch-size", type=int, default=_D.batch_size, help="mini-batch size")
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="use at most N images per split (quick runs)")
     p.add_argument("--threshold-rule", default=_D.threshold_rule, choices=["youden", "f1", "gmean", "0.5"],
                    help="how the operating threshold is chosen on the validation split")
+    p.add_argument("--patient-level", action="store_true",
+                   help="pick the best epoch and the threshold on per-patient mean probabilities (patient ids "
+                   "from the file names); always on for a CT description (.yaml)")
     p.add_argument("--pretrained-file", default=None,
                    help="local ImageNet resnet18 weights (.safetensors/.pth) for the pretrained ResNets, offline")
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
@@ -78,7 +81,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=a.model, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                        weight_decay=a.weight_decay, gamma=a.gamma, img_size=a.img_size, seed=a.seed, device=a.device,
                        augment=a.augment, hflip=a.hflip, val_fraction=a.val_fraction, max_images=a.max_images,
-                       threshold_rule=a.threshold_rule, pretrained_file=a.pretrained_file,
+                       threshold_rule=a.threshold_rule, patient_level=a.patient_level, pretrained_file=a.pretrained_file,
                        model_options=dict(a.option), resume=a.resume, overwrite=a.overwrite,
                        push_to_hub=a.push_to_hub, private=a.private, progress=not a.no_progress)
 
@@ -96,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = metrics.get("test") or metrics.get("val")
     if section:
         split = "test" if metrics.get("test") else "val"
+        level = metrics.get("level", "image")
+        if level == "patient" and section.get("patient_level"):
+            section = section["patient_level"]  # the headline unit of a patient-level run
         print(json.dumps({"out": cfg.out, "best_epoch": metrics["best_epoch"], "threshold": metrics["threshold"],
-                          f"{split}_accuracy": section["accuracy"], f"{split}_auc": section["auc"],
+                          "level": level, f"{split}_accuracy": section["accuracy"], f"{split}_auc": section["auc"],
                           f"{split}_f1": section["f1"]}))
     return 0
 

@@ -59,8 +59,10 @@ def cache_dir() -> Path:
 
 
 def clear_memory_cache() -> None:
-    """Forget the decoded images held in memory (the disk cache stays)."""
+    """Forget the decoded images held in memory, CT slices included (the disk cache stays)."""
     _MEMORY.clear()
+    from .volumes import clear_volume_cache  # imported here: volumes imports this module
+    clear_volume_cache()
 
 
 @dataclass
@@ -77,6 +79,8 @@ class ImageSet(torch.utils.data.Dataset):
     paths: list[str]
     patient_ids: list[str | None] = field(default_factory=list)
     source: str = ""
+    #: True when the patient, not the image, is the unit (CT: several slices per patient, averaged per patient).
+    patient_level: bool = False
 
     def __post_init__(self) -> None:
         if not self.patient_ids:
@@ -120,12 +124,15 @@ class ImageSet(torch.utils.data.Dataset):
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         return ImageSet(self.images[idx].clone(), self.labels[idx].clone(), list(self.classes),
                         [self.paths[i] for i in idx.tolist()], [self.patient_ids[i] for i in idx.tolist()],
-                        self.source)
+                        self.source, self.patient_level)
 
 
 def available_splits(root: str | os.PathLike) -> list[str]:
-    """The split names present under ``root`` (folders or npz keys), in train/val/test order."""
+    """The split names present under ``root`` (folders, npz keys or CT description), in train/val/test order."""
     root = Path(root)
+    if root.suffix.lower() in (".yaml", ".yml"):  # a CT description: see lib/data/volumes.py
+        from .volumes import ct_splits
+        return ct_splits(root)
     if root.suffix == ".npz" and root.is_file():
         with np.load(root) as z:
             keys = set(z.files)
@@ -269,7 +276,8 @@ def load_split(root: str | os.PathLike, split: str | None = "train", img_size: i
     """Load one split from any supported layout (see the module docstring).
 
     Args:
-        root: a folder with ``train/ val/ test/`` sub-folders, a folder of class folders, or a ``.npz`` file.
+        root: a folder with ``train/ val/ test/`` sub-folders, a folder of class folders, a ``.npz`` file, or a
+            CT description ``.yaml`` (see :mod:`lib.data.volumes`; the set is then patient-level).
         split: ``"train"``, ``"val"``, ``"test"`` (or another npz prefix). Ignored for a single class-folder root.
         img_size: side length (or ``(H, W)``) the images are resized to.
 
@@ -278,6 +286,9 @@ def load_split(root: str | os.PathLike, split: str | None = "train", img_size: i
         ImageError: an unreadable image (the message names the file).
     """
     root = Path(root)
+    if root.suffix.lower() in (".yaml", ".yml"):  # a CT description: central slices per patient (volumes.py)
+        from .volumes import load_ct_split
+        return load_ct_split(root, split or "train", img_size, progress=progress)
     if root.suffix == ".npz":
         return load_npz(root, split or "train", img_size)
     if not root.is_dir():

@@ -30,7 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
 
-from .core import THRESHOLD_CRITERIA, _both_classes, _check_inputs, _metrics, _optimal
+from .core import THRESHOLD_CRITERIA, _both_classes, _check_inputs, _check_threshold, _metrics, _optimal
 
 __all__ = ["plot_roc", "plot_confusion_matrix", "plot_training_curves", "save_figure"]
 
@@ -59,6 +59,7 @@ def plot_roc(
     ax: Axes | None = None,
     label: str | None = None,
     mark: Sequence[str] = ("f1", "gmean"),
+    thresholds: Mapping[str, float] | None = None,
 ) -> Figure:
     """ROC curve with its AUC and the optimal operating points marked.
 
@@ -66,29 +67,42 @@ def plot_roc(
     (FPR, TPR) reached with its optimal threshold (see :func:`lib.metrics.optimal_thresholds`),
     annotated with that threshold. The chance diagonal is drawn once per axis.
 
+    With ``thresholds``, the given thresholds are marked instead (and ``mark`` is ignored): the
+    marker sits at the (FPR, TPR) that *these data* reach at that threshold, which is how a
+    threshold chosen on the validation split is shown on the test ROC curve. A key that is a
+    criterion name, optionally followed by a note (``"f1"``, ``"gmean (val)"``), gets that
+    criterion's marker and name (``"G-mean (val)"``); any other key is shown as it is.
+
     Args:
         y_true: labels 0/1, 1 = positive class; both classes must be present.
         y_prob: positive-class probabilities in ``[0, 1]``.
         ax: draw into this axis (to compare several models); a new figure otherwise.
         label: model name for the legend, shown as ``"label (AUC = 0.912)"``.
         mark: criteria whose optimal points are marked; ``()`` for none.
+        thresholds: ``{name: threshold}`` to mark instead of the optima of ``y_prob``; each legend
+            entry reads ``"F1 (val) t=0.62 (label)"``.
 
     Returns:
         The figure holding ``ax``.
 
     Raises:
-        ValueError: invalid inputs, one class only, or an unknown criterion in ``mark``.
+        ValueError: invalid inputs, one class only, an unknown criterion in ``mark``, or a
+            threshold outside ``[0, 1]``.
 
     Example:
         >>> fig = plot_roc([0, 1, 0, 1], [0.2, 0.4, 0.6, 0.8], label="demo")
         >>> fig.axes[0].get_legend_handles_labels()[1][0]
         'demo (AUC = 0.750)'
+        >>> fig = plot_roc([0, 1, 0, 1], [0.2, 0.4, 0.6, 0.8], thresholds={"f1 (val)": 0.5})
+        >>> fig.axes[0].get_legend_handles_labels()[1][1]
+        'F1 (val) t=0.5'
     """
     if isinstance(mark, str):
         mark = (mark,)
     unknown = [m for m in mark if m not in THRESHOLD_CRITERIA]
     if unknown:
         raise ValueError(f"mark: unknown criterion {unknown}; allowed: {list(THRESHOLD_CRITERIA)}")
+    given = {str(k): _check_threshold(v) for k, v in thresholds.items()} if thresholds is not None else None
     yt, yp = _check_inputs(y_true, y_prob)
     if not _both_classes(yt):
         raise ValueError("plot_roc needs both classes in y_true: the ROC curve is undefined with one class")
@@ -103,7 +117,9 @@ def plot_roc(
     (line,) = ax.plot(fpr, tpr, lw=2, label=f"{label} ({text})" if label else text)
     color = line.get_color()
 
-    if mark:
+    if given is not None:
+        _mark_given(ax, yt, yp, given, label, color)
+    elif mark:
         thresholds = _optimal(yt, yp)
         notes: dict[float, list[str]] = {}  # one annotation per distinct threshold
         for name in mark:
@@ -132,6 +148,27 @@ def plot_roc(
         ax.set_title("ROC curve")
     ax.legend(loc="lower right", fontsize=8)
     return fig
+
+
+def _marker_style(key: str) -> tuple[str, str]:
+    """``(marker, display name)`` for a ``thresholds`` key: criterion style for ``"gmean"`` / ``"gmean (val)"``."""
+    head, _, rest = key.partition(" ")
+    style = _CRITERION_STYLE.get(head.lower())
+    if style is None:
+        return "", key
+    return style["marker"], style["name"] + (f" {rest}" if rest else "")
+
+
+def _mark_given(ax: Axes, yt: np.ndarray, yp: np.ndarray, given: Mapping[str, float], label: str | None,
+                color: str) -> None:
+    """Markers at the (FPR, TPR) these data reach at the given thresholds (e.g. chosen on another split)."""
+    spare = iter(["D", "v", "P", "X", "<", ">", "*", "h"])  # for keys that are not a criterion
+    for key, t in given.items():
+        marker, name = _marker_style(key)
+        m = _metrics(yt, yp, t)
+        ax.plot(1.0 - m["specificity"], m["recall"], linestyle="none", marker=marker or next(spare, "o"), ms=8,
+                color=color, mfc="white", mec=color, mew=2, zorder=3,  # color=: do not advance the colour cycle
+                label=f"{name} t={t:.3g}" + (f" ({label})" if label else ""))
 
 
 def plot_confusion_matrix(

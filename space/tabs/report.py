@@ -65,7 +65,7 @@ def _cached(key: tuple, make: Any) -> Image.Image:
 
 def _location(ctx: AppContext, name: str) -> Path | None:
     for e in ctx.catalog.entries():
-        if e.name == name and e.source in ("bundled", "run"):
+        if e.name == name and e.source in ("bundled", "study", "run"):
             return Path(e.location)
     return None
 
