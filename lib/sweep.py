@@ -365,7 +365,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progre
     """Train every run of ``cfg`` into ``out/<run name>/`` and write the summary; returns ``summary.json``.
 
     ``trainer`` is :func:`lib.training.fit` (a test may pass a fake). ``push_to_hub`` is an owner (user or
-    organisation): the best run of each model goes to ``OWNER/<publish prefix>-<model>`` when a token is present.
+    organisation): the best run of each model goes to ``OWNER/<publish prefix>-<model>`` (``OWNER/<prefix>`` when
+    the sweep has one model) when a token is present.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -464,10 +465,10 @@ def summary_rows(out: Path, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
 
 
 def _best_per_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Run name with the highest validation AUC, per model (search) or overall (list/grid, key "all")."""
+    """Run name with the highest validation AUC, per model (the search's model, or the run's architecture)."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(r["group"] or "all", []).append(r)
+        groups.setdefault(r["group"] or r["model"], []).append(r)
     return {g: rs[pick_best([r["run"] for r in rs], [r["val_auc"] for r in rs])]["run"] for g, rs in groups.items()}
 
 
@@ -479,18 +480,24 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary as markdown: the table of runs (best marked ★), the search decisions, the figures."""
     best = set(summary["best"].values())
     level = {r["level"] for r in summary["runs"]}
-    unit = "per patient" if level == {"patient"} else "per image"
+    unit = {frozenset({"patient"}): "per patient", frozenset({"image"}): "per image"}.get(
+        frozenset(level), "per image, or per patient for the runs marked (per patient),")
     lines = [f"# {summary['name']}" + (f" — variant `{summary['variant']}`" if summary.get("variant") else ""), ""]
     if summary.get("description"):
         lines += [summary["description"].strip(), ""]
-    lines += [f"Test metrics {unit} at the operating threshold chosen on the validation split; ★ = highest "
-              f"validation AUC{' of its model' if summary['kind'] == 'search' else ''}. "
-              f"Total time {summary['seconds'] / 60:.1f} min.", "",
+    rules = {str((r.get("settings") or {}).get("threshold_rule", "youden")) for r in summary["runs"]}
+    where = ("at threshold 0.5 (the argmax of the softmax, as in MedMNIST)" if rules == {"0.5"} else
+             "at the operating threshold chosen on the validation split"
+             + (f" ({', '.join(sorted(rules))})" if rules != {"youden"} else " (Youden's J)"))
+    lines += [f"Test metrics {unit} {where}; ★ = highest "
+              f"validation AUC{' of its model' if summary['kind'] == 'search' else ''}. Training time "
+              f"{sum(r['train_seconds'] for r in summary['runs']) / 60:.1f} min (training epochs, summed over runs).",
+              "",
               "| run | model | epochs (best) | val AUC | val loss | threshold | test acc | precision | recall | F1 | "
               "test AUC | train s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["runs"]:
-        star = " ★" if r["run"] in best else ""
+        star = (" ★" if r["run"] in best else "") + (" (per patient)" if len(level) > 1 and r["level"] == "patient" else "")
         lines.append(f"| `{r['run']}`{star} | {r['model']} | {r['epochs']} ({r['best_epoch']}) | {_num(r['val_auc'])} | "
                      f"{_num(r['val_loss'])} | {_num(r['threshold'], 3)} | {_num(r['test_accuracy'])} | "
                      f"{_num(r['test_precision'])} | {_num(r['test_recall'])} | {_num(r['test_f1'])} | "
@@ -527,15 +534,20 @@ def _curves_figure(title: str, runs: Sequence[tuple[str, list[Mapping[str, Any]]
     fig = Figure(figsize=(11, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax_auc, ax_loss = fig.subplots(1, 2)
-    for label, history in runs:
+    import matplotlib
+    # ten distinct colours, then the same ten dashed: every run stays tellable apart in a long list
+    colours = matplotlib.colormaps["tab10"].colors
+    for i, (label, history) in enumerate(runs):
         ep = [h["epoch"] for h in history]
-        (line,) = ax_auc.plot(ep, [math.nan if h.get("val_auc") is None else h["val_auc"] for h in history],
-                              marker="o", ms=3, label=label)
-        ax_loss.plot(ep, [h["val_loss"] for h in history], marker="o", ms=3, color=line.get_color(), label=label)
-    ax_auc.set(title="Validation AUC", xlabel="epoch", ylabel="AUC")
+        style = {"color": colours[i % 10], "ls": "-" if i < 10 else "--", "marker": "o", "ms": 3, "label": label}
+        ax_auc.plot(ep, [math.nan if h.get("val_auc") is None else h["val_auc"] for h in history], **style)
+        ax_loss.plot(ep, [h["val_loss"] for h in history], **style)
+    ax_auc.set(title="Validation AUC (picks the best epoch)", xlabel="epoch", ylabel="AUC")
     ax_loss.set(title="Validation loss", xlabel="epoch", ylabel="loss")
-    ax_auc.legend(fontsize=7, loc="lower right")
-    ax_loss.legend(fontsize=7, loc="upper right")
+    ax_loss.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    from matplotlib.ticker import MaxNLocator
+    for ax in (ax_auc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     return fig
 
@@ -579,7 +591,7 @@ def _publish(out: Path, best: Mapping[str, str], owner: str, prefix: str, privat
         return {group: "not pushed: no Hugging Face token" for group in best}
     pushed = {}
     for group, run in best.items():
-        repo = f"{owner}/{prefix}" + ("" if group == "all" else f"-{group}")
+        repo = f"{owner}/{prefix}" + ("" if len(best) == 1 else f"-{group}")
         repo = re.sub(r"[^A-Za-z0-9_./-]", "-", repo)
         pushed[group] = push_folder(out / run, repo, private=private, commit_message=f"{prefix}: best run {run}")
         log.info("pushed %s to %s", run, pushed[group])
@@ -602,7 +614,7 @@ def export_results(out: Path, dest: Path, summary: Mapping[str, Any], bundle: Se
         model = next(r["model"] for r in summary["runs"] if r["run"] == run)
         if model not in bundle:
             continue
-        target = dest / "best" / (model if group == "all" else group)
+        target = dest / "best" / group
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(out / run, target, ignore=shutil.ignore_patterns(CHECKPOINT_DIR, "*.tmp"))

@@ -128,7 +128,7 @@ def test_second_run_skips_finished_runs_and_summary_holds_every_row(tmp_path, da
             assert row[f"test_{key}"] == metrics["test"][key], key
         assert (out / row["run"] / "config.json").is_file() and (out / row["run"] / "README.md").is_file()
     best = max(saved["runs"], key=lambda r: r["val_auc"])["run"]
-    assert saved["best"] == {"all": best}
+    assert saved["best"] == {"pneumonia_cnn": best}
     md = (out / "summary.md").read_text()
     assert f"`{best}` ★" in md
     # one row per run in the main table, and again in the per-patient table (the file names carry patient ids)
@@ -262,8 +262,8 @@ def test_cli_exports_results_and_pushes_best_run(tmp_path, data, hub, hf_cache, 
     assert "| `baseline`" in printed
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["base"]["max_images"] == 12
-    best = summary["best"]["all"]
-    assert summary["published"]["all"]
+    best = summary["best"]["pneumonia_cnn"]
+    assert summary["published"]["pneumonia_cnn"]
     files = hub.files("owner/tiny-study")
     assert files["model.safetensors"] == (tmp_path / "out" / best / "model.safetensors").read_bytes()
     assert not [f for f in files if f.startswith("checkpoint")]
@@ -284,7 +284,7 @@ def test_cli_without_token_says_so_and_keeps_results(tmp_path, data, monkeypatch
                "--push-to-hub", "owner"])
     assert rc == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["published"] == {"all": "not pushed: no Hugging Face token"}
+    assert summary["published"] == {"pneumonia_cnn": "not pushed: no Hugging Face token"}
 
 
 def test_cli_reports_bad_config_cleanly(tmp_path, capsys):

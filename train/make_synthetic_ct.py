@@ -32,7 +32,7 @@ CT_CLASS_MAP = {"CT-0": "mild", "CT-1": "mild", "CT-2": "severe", "CT-3": "sever
 FORMATS = ("nifti", "dicom", "png")
 
 
-def synthetic_volume(rng: np.random.Generator, slices: int, size: int, severe: bool) -> np.ndarray:
+def synthetic_volume(rng: np.random.Generator, slices: int, size: int, severe: bool, hard: bool = False) -> np.ndarray:
     """One synthetic chest CT, float32 ``(Z, H, W)`` in Hounsfield units, slice 0 = most inferior.
 
     Example:
@@ -50,14 +50,22 @@ def synthetic_volume(rng: np.random.Generator, slices: int, size: int, severe: b
         vol[lung] = -850.0
     n_blobs, hu, sigma = (int(rng.integers(2, 5)), 600.0, size / 10) if severe else (int(rng.integers(0, 2)), 250.0,
                                                                                    size / 16)
+    z_spread, z_sigma, noise = 0.1, 0.3, 30.0
+    if hard:
+        # Hard: fewer, fainter, thinner lesions scattered along z (the central slice may miss them), "mild" lungs with
+        # faint lesions too, more noise — one slice is weak evidence, ten averaged slices are better (Study 3).
+        n_blobs = int(rng.integers(1, 4)) if severe else int(rng.integers(0, 3))
+        hu = float(rng.uniform(250, 450)) if severe else float(rng.uniform(100, 250))
+        sigma, z_spread, z_sigma, noise = size / 14, 0.3, 0.08, 120.0
     for _ in range(n_blobs):
         side = rng.choice([-1, 1])
         by = cy + rng.uniform(-0.18, 0.18) * size
         bx = cx + side * 0.2 * size + rng.uniform(-0.08, 0.08) * size
-        bz = cz + rng.uniform(-0.1, 0.1) * slices
-        blob = np.exp(-((y - by) ** 2 + (x - bx) ** 2) / (2 * sigma ** 2) - (z - bz) ** 2 / (2 * (0.3 * slices) ** 2))
+        bz = cz + rng.uniform(-z_spread, z_spread) * slices
+        blob = np.exp(-((y - by) ** 2 + (x - bx) ** 2) / (2 * sigma ** 2)
+                      - (z - bz) ** 2 / (2 * (z_sigma * slices) ** 2))
         vol += hu * blob * (vol < -500)  # ground glass lies in the lung, not in the body wall
-    vol += rng.normal(0, 30, vol.shape).astype(np.float32)
+    vol += rng.normal(0, noise, vol.shape).astype(np.float32)
     return vol.astype(np.float32)
 
 
@@ -129,7 +137,7 @@ def write_volume(vol: np.ndarray, path: Path, fmt: str, patient: str = "syntheti
 
 
 def make_synthetic_ct(out: str | Path, patients: int = 40, slices: int = 24, size: int = 64, fmt: str = "nifti",
-                      seed: int = 0, n_slices: int = 10) -> Path:
+                      seed: int = 0, n_slices: int = 10, hard: bool = False) -> Path:
     """Write ``patients`` synthetic studies under ``out/studies/CT-k/`` and ``out/ct.yaml``; returns the YAML path.
 
     Patients cycle through CT-0 … CT-4 (so 2/5 mild, 3/5 severe); everything follows from ``seed``.
@@ -148,7 +156,7 @@ def make_synthetic_ct(out: str | Path, patients: int = 40, slices: int = 24, siz
     grades = list(CT_CLASS_MAP)
     for i in range(patients):
         grade = grades[i % len(grades)]
-        vol = synthetic_volume(rng, slices, size, severe=CT_CLASS_MAP[grade] == "severe")
+        vol = synthetic_volume(rng, slices, size, severe=CT_CLASS_MAP[grade] == "severe", hard=hard)
         write_volume(vol, out / "studies" / grade / f"study_{i + 1:04d}", fmt, patient=f"study_{i + 1:04d}")
     mapping = ", ".join(f"{k}: {v}" for k, v in CT_CLASS_MAP.items())
     description = out / "ct.yaml"
@@ -175,9 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64, help="slice side in pixels")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="nifti", help="how each volume is stored")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--hard", action="store_true",
+                   help="faint lesions scattered along z and in mild lungs too: one slice is weak evidence")
     a = p.parse_args(argv)
     try:
-        path = make_synthetic_ct(a.out, a.patients, a.slices, a.size, a.fmt, a.seed)
+        path = make_synthetic_ct(a.out, a.patients, a.slices, a.size, a.fmt, a.seed, hard=a.hard)
     except ValueError as e:
         p.exit(2, f"error: {e}\n")
     print(path)

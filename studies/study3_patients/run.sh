@@ -7,5 +7,5 @@ set -euo pipefail
 variant="${1:-small}"
 flag=(); [ "$variant" != default ] && flag=(--variant "$variant")
 python -m train.sweep studies/study3_patients/xray.yaml "${flag[@]}"
-[ -f runs/synthetic_ct/ct.yaml ] || python -m train.make_synthetic_ct runs/synthetic_ct --patients 100 --slices 32 --size 64
+[ -f runs/synthetic_ct/ct.yaml ] || python -m train.make_synthetic_ct runs/synthetic_ct --patients 150 --slices 32 --size 64 --hard
 python -m train.sweep studies/study3_patients/ct_synthetic.yaml "${flag[@]}"
