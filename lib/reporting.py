@@ -55,6 +55,13 @@ def metrics_table(section: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _threshold_origin(rule: str, unit: str) -> str:
+    """How the operating threshold was set, in words for the card."""
+    if rule == "0.5":
+        return "fixed at 0.5 (the argmax of the class probabilities, as in MedMNIST), not tuned on validation"
+    return f"chosen by `{rule}` on the validation split, {unit}"
+
+
 def _is_ct(args: Mapping[str, Any]) -> bool:
     return str(args.get("data", "")).lower().endswith((".yaml", ".yml"))
 
@@ -122,8 +129,8 @@ A teaching model of the *explainable chest X-ray (and CT) classification* course
 
 ## Results on the {split} split, {unit}
 
-Operating threshold **{metrics['threshold']:.4f}**, chosen by `{metrics['threshold_rule']}` on the validation split,
-{unit} (positive = {pos} when P({pos}) ≥ threshold). Best epoch by validation AUC ({unit}): {metrics['best_epoch']}.
+Operating threshold **{metrics['threshold']:.4f}**, {_threshold_origin(metrics['threshold_rule'], unit)}
+(positive = {pos} when P({pos}) ≥ threshold). Best epoch by validation AUC ({unit}): {metrics['best_epoch']}.
 
 {metrics_table(section)}
 

@@ -360,8 +360,9 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     thresholds = optimal_thresholds(*_selection_scores(val, val_prob, patient))
     threshold = 0.5 if cfg.threshold_rule == "0.5" else float(thresholds[cfg.threshold_rule])
     level = "patient" if patient else "image"
-    mcfg.update(threshold=threshold, threshold_rule=f"{cfg.threshold_rule} on the validation split"
-                + (" (per-patient mean probabilities)" if patient else ""))
+    rule = ("fixed 0.5 (the argmax of the class probabilities)" if cfg.threshold_rule == "0.5" else
+            f"{cfg.threshold_rule} on the validation split" + (" (per-patient mean probabilities)" if patient else ""))
+    mcfg.update(threshold=threshold, threshold_rule=rule)
     metrics: dict[str, Any] = {
         "model": cfg.model, "best_epoch": best_epoch, "threshold": threshold, "threshold_rule": cfg.threshold_rule,
         "level": level,

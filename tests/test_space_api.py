@@ -120,9 +120,10 @@ def test_heatmaps_default_layer_and_bad_option(client):
 
 
 def test_filters_equal_lib(client, app):
+    from space.tabs.filters import default_models
     gallery, text = client.predict("common", api_name="/filters")
-    names = app.xcxr_context.catalog.available()
-    assert len(gallery) == len(names)
+    names = default_models(app.xcxr_context.catalog.available())
+    assert len(gallery) == len(names) and not [n for n in names if n.startswith("run:")]
     want = filter_grid(app.xcxr_context.catalog.get(names[0]), scale="common")
     assert np.array_equal(_png(gallery[0]["image"]), want)
     assert "scratch" in gallery[0]["caption"] or "pretrained" in gallery[0]["caption"]
@@ -322,9 +323,13 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
         cat.get("nope")
     assert cat.get("run:exp1/resnet") is cat.get("run:exp1/resnet")  # cached
     # the Filters tab shows every available model side by side, labelled
-    items, text = filter_panels(AppContext(cat, ExampleSet()), "common")
-    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "study:study9/small/cnn — trained from scratch",
-                                     "run:exp1/resnet — trained from scratch"]
+    ctx = AppContext(cat, ExampleSet())
+    items, text = filter_panels(ctx, "common")  # training runs are not drawn until chosen (a sweep leaves dozens)
+    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "study:study9/small/cnn — trained from scratch"]
+    items, text = filter_panels(ctx, "common", [MODEL, "run:exp1/resnet"])
+    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "run:exp1/resnet — trained from scratch"]
+    with pytest.raises(Exception, match="not available: run:broken"):
+        filter_panels(ctx, "common", ["run:broken"])
     monkeypatch.setenv("XCXR_HUB_MODELS", "a/b, c/d ,")
     assert hub_repos_from_config() == ["a/b", "c/d"]
 

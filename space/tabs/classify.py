@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import torch
 
 from lib.data import Preprocess
@@ -67,7 +68,7 @@ def build(ctx: AppContext) -> None:
         with gr.Column(scale=1):
             probs = gr.Label(label="Class probabilities", num_top_classes=2)
             decision = gr.Markdown()
-            preview = gr.Image(label="What the model sees (grey, at its input size)", format="png",
+            preview = gr.Image(label="What the model sees (grey, its input pixels; small inputs shown enlarged)", format="png",
                                type="numpy", interactive=False, image_mode="L", height=260)
         with gr.Column(scale=1):
             info = gr.Markdown()
@@ -94,7 +95,9 @@ def build(ctx: AppContext) -> None:
             text += f" — true label (folder): {truth}"
         text += (f"\n\nOriginal size {full.shape[1]}×{full.shape[0]} px → model input "
                  f"{small.shape[1]}×{small.shape[0]} px.")
-        return small, text
+        # A 28 px input would show as a speck: repeat its pixels (nearest neighbour, no smoothing added) for display.
+        zoom = max(1, 224 // max(small.shape[:2]))
+        return np.kron(small, np.ones((zoom, zoom), dtype=small.dtype)) if zoom > 1 else small, text
 
     @ui_errors
     def describe(model_name: str | None) -> str:

@@ -1,4 +1,8 @@
-"""Filters tab: first-layer filters of every available model side by side (API ``/filters``)."""
+"""Filters tab: first-layer filters of several models side by side (API ``/filters``).
+
+The default selection is the bundled, study and Hub models (at most :data:`MAX_DEFAULT`); local training runs
+(``run:…``, a sweep leaves dozens) are added by choosing them, so the tab never loads every run at once.
+"""
 from __future__ import annotations
 
 import gradio as gr
@@ -9,9 +13,17 @@ from lib.models import get_config
 
 from ..context import AppContext, ui_errors
 
-__all__ = ["build", "FILTER_SCALES", "training_label", "filter_panels"]
+__all__ = ["build", "FILTER_SCALES", "MAX_DEFAULT", "training_label", "filter_panels", "default_models"]
 
 FILTER_SCALES = ["common", "per_filter"]
+#: How many models the tab shows before the user picks.
+MAX_DEFAULT = 8
+
+
+def default_models(available: list[str]) -> list[str]:
+    """The models shown before the user picks: bundled, study and Hub models first; runs only if nothing else."""
+    chosen = [n for n in available if not n.startswith("run:")] or list(available)
+    return chosen[:MAX_DEFAULT]
 
 
 def training_label(model: torch.nn.Module) -> str:
@@ -24,12 +36,18 @@ def training_label(model: torch.nn.Module) -> str:
     return "trained from scratch"
 
 
-def filter_panels(ctx: AppContext, scale: str) -> tuple[list[tuple], str]:
-    """One gallery entry ``(RGB uint8 grid, caption)`` per available model, and a summary in markdown."""
+def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -> tuple[list[tuple], str]:
+    """One gallery entry ``(RGB uint8 grid, caption)`` per model in ``names`` (default: :func:`default_models`),
+    and a summary in markdown."""
     if scale not in FILTER_SCALES:
         raise ValueError(f"scale must be one of {FILTER_SCALES}, got {scale!r}")
+    available = ctx.catalog.available()
+    names = default_models(available) if not names else list(names)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise gr.Error(f"not available: {', '.join(unknown)}; choose among the listed models")
     items, lines = [], []
-    for name in ctx.catalog.available():
+    for name in names:
         model = ctx.catalog.get(name)
         try:
             grid = filter_grid(model, scale=scale)
@@ -48,7 +66,10 @@ def filter_panels(ctx: AppContext, scale: str) -> tuple[list[tuple], str]:
 
 
 def build(ctx: AppContext) -> None:
+    available = ctx.catalog.available()
     with gr.Row():
+        models = gr.Dropdown(available, value=default_models(available), multiselect=True, scale=3,
+                             label="Models (add training runs to compare them)")
         scale = gr.Radio(FILTER_SCALES, value="common", label="Scale")
         go = gr.Button("Show filters", variant="primary")
     gallery = gr.Gallery(label="First-layer filters, one panel per model (click to enlarge)", format="png",
@@ -56,10 +77,10 @@ def build(ctx: AppContext) -> None:
     text = gr.Markdown()
 
     @ui_errors
-    def run(scale: str = "common", progress: gr.Progress = gr.Progress()):
+    def run(scale: str = "common", names: list[str] | None = None, progress: gr.Progress = gr.Progress()):
         progress(0.2, desc="drawing the filters")
-        return filter_panels(ctx, scale)
+        return filter_panels(ctx, scale, names)
 
-    go.click(run, scale, [gallery, text], api_name="filters", concurrency_limit=2)
-    scale.change(run, scale, [gallery, text], api_visibility="private", concurrency_limit=2)
-    ctx.on_open["filters"] = (run, [scale], [gallery, text])
+    go.click(run, [scale, models], [gallery, text], api_name="filters", concurrency_limit=2)
+    scale.change(run, [scale, models], [gallery, text], api_visibility="private", concurrency_limit=2)
+    ctx.on_open["filters"] = (run, [scale, models], [gallery, text])
