@@ -50,7 +50,7 @@ import yaml
 from .training import CHECKPOINT_DIR, CHECKPOINT_FILE, TrainConfig, fit
 
 __all__ = ["SweepError", "SweepConfig", "RunSpec", "load_sweep", "run_sweep", "summary_rows", "summary_markdown",
-           "pick_best", "run_name"]
+           "pick_best", "run_name", "expand", "run_state", "best_val_auc", "export_results"]
 
 log = logging.getLogger(__name__)
 
