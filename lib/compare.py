@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .data import ImageSet, Preprocess
+from .data import ImageSet
 from .metrics import THRESHOLD_CRITERIA, binary_metrics, optimal_thresholds, patient_level
-from .models import get_config, load_model, positive_probability
+from .models import get_config, load_model, predict_proba
 from .training import TrainConfig, load_splits
 
-__all__ = ["compare_runs", "run_probabilities", "thresholds_table", "RUN_FILES", "TABLE_COLUMNS"]
+__all__ = ["compare_runs", "thresholds_table", "RUN_FILES", "TABLE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +99,6 @@ def _train_config(folder: Path, args: Mapping[str, Any], data: str | None, progr
         return TrainConfig(**kw)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{folder}: train_args.json is not a valid training configuration ({e})") from e
-
-
-@torch.no_grad()
-def run_probabilities(model: torch.nn.Module, ds: ImageSet, batch_size: int = 128) -> np.ndarray:
-    """Positive-class probabilities of ``ds`` (eval mode, no gradients, in batches), as float64.
-
-    Example:
-        >>> from lib.models import create_model
-        >>> ds = ImageSet(torch.zeros(3, 1, 32, 32, dtype=torch.uint8), torch.tensor([0, 1, 0]), ["N", "P"],
-        ...               ["a.png", "b.png", "c.png"])
-        >>> run_probabilities(create_model("pneumonia_cnn", img_size=32), ds).shape
-        (3,)
-    """
-    pre = Preprocess.from_config(get_config(model))
-    was_training = model.training
-    model.eval()  # BatchNorm with running statistics, no dropout
-    try:
-        out = [positive_probability(model(pre(ds.images[i:i + batch_size]))).float().cpu()
-               for i in range(0, len(ds), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out).double().numpy() if out else np.empty(0)
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -229,8 +206,9 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
         if eval_ds is None:
             raise ValueError(f"{folder}: the data {cfg.data!r} has no test split; use split='val' (--split val)")
         level = "patient" if run_metrics.get("level") == "patient" else "image"
-        y_val, p_val = _level(val_ds, run_probabilities(model, val_ds, batch_size), level)
-        y_ev, p_ev = _level(eval_ds, run_probabilities(model, eval_ds, batch_size), level)
+        # float64, so that a threshold returned by optimal_thresholds compares exactly when applied again
+        y_val, p_val = _level(val_ds, predict_proba(model, val_ds.images, batch_size).double().numpy(), level)
+        y_ev, p_ev = _level(eval_ds, predict_proba(model, eval_ds.images, batch_size).double().numpy(), level)
         for s, y in (("val", y_val), (split, y_ev)):
             if y.min() == y.max():
                 raise ValueError(f"{folder}: the {s} split has one class only at {level} level; no ROC/thresholds")
