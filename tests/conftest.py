@@ -143,4 +143,20 @@ def launched_app(**launch_kwargs):
         yield demo
     finally:
         demo.close()
+
+
+# A module that defines a module-scoped `app` fixture (a `launched_app(...)` with its own launch options) gets these
+# two for free: pytest resolves `app` in the requesting module.
+@_pytest.fixture(scope="module")
+def client(app):
+    """A gradio_client on the module's launched app."""
+    from gradio_client import Client
+    return Client(app.local_url, verbose=False)
+
+
+@_pytest.fixture(scope="module")
+def model(app):
+    """The app's default (bundled) model, as the app itself loaded it."""
+    from space.catalog import DEFAULT_MODEL
+    return app.xcxr_context.catalog.get(DEFAULT_MODEL)
 # --- end the Gradio app -------------------------------------------------------------------------------------------

@@ -37,16 +37,7 @@ MODEL = "pneumonia_cnn"
 def app():
     with launched_app(max_file_size="200mb") as demo:
         yield demo
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app.local_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def model(app):
-    return app.xcxr_context.catalog.get(MODEL)
+# `client` and `model` come from conftest.py and talk to this `app`.
 
 
 def _probs(result) -> dict[str, float]:

@@ -15,7 +15,7 @@ import torch
 
 gr = pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from conftest import launched_app  # noqa: E402
@@ -31,21 +31,11 @@ MODEL = "pneumonia_cnn"
 SPLIT = "examples"  # the bundled split, always present
 
 
-
 @pytest.fixture(scope="module")
 def app():
     with launched_app() as demo:
         yield demo
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app.local_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def model(app):
-    return app.xcxr_context.catalog.get(MODEL)
+# `client` and `model` come from conftest.py and talk to this `app`.
 
 
 @pytest.fixture(scope="module")
