@@ -255,14 +255,10 @@ def run_name(settings: Mapping[str, Any], base: Mapping[str, Any], prefix: str =
     return f"{prefix}__{name}" if prefix else name
 
 
-def _settings(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
-    return _merge(base, change)
-
-
 def expand(cfg: SweepConfig) -> list[RunSpec]:
     """The runs of a list or grid sweep, in order (a search is expanded step by step in :func:`run_sweep`)."""
     if cfg.runs:
-        return [RunSpec(str(r["name"]), _settings(cfg.base, {k: v for k, v in r.items() if k != "name"}))
+        return [RunSpec(str(r["name"]), _merge(cfg.base, {k: v for k, v in r.items() if k != "name"}))
                 for r in cfg.runs]
     if cfg.grid:
         keys = list(cfg.grid)
@@ -270,7 +266,7 @@ def expand(cfg: SweepConfig) -> list[RunSpec]:
         for combo in itertools.product(*(cfg.grid[k] for k in keys)):
             change = dict(zip(keys, combo))
             name = "__".join(f"{_SHORT.get(k, k) or k}={_fmt(v)}" for k, v in change.items())
-            specs.append(RunSpec(re.sub(r"[^A-Za-z0-9_.=+-]", "_", name), _settings(cfg.base, change)))
+            specs.append(RunSpec(re.sub(r"[^A-Za-z0-9_.=+-]", "_", name), _merge(cfg.base, change)))
         return specs
     if cfg.search:
         raise SweepError("a search sweep is expanded while it runs (each step needs the previous winner)")
@@ -391,18 +387,18 @@ def run_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progre
     if cfg.search:
         for entry in cfg.models or [{"model": cfg.base["model"]}]:
             model = entry["model"]
-            current = _settings(cfg.base, entry)
+            current = _merge(cfg.base, entry)
             ref = dict(current)  # names say what differs from the base settings of this model
             for i, step in enumerate(cfg.search):
                 param, values, picked = step["param"], step["values"], []
                 for v in values:
-                    settings = _settings(current, {param: v})
+                    settings = _merge(current, {param: v})
                     spec = RunSpec(run_name(settings, ref, model if cfg.models else ""), settings,
                                    group=model, step=i, param=param, value=v)
                     picked.append(train_once(spec))
                 scores = [best_val_auc(out / s.name) for s in picked]
                 k = pick_best(values, scores)
-                current = _settings(current, {param: values[k]})
+                current = _merge(current, {param: values[k]})
                 steps.append({"model": model, "step": i + 1, "param": param, "values": values,
                               "runs": [s.name for s in picked], "val_auc": scores, "picked": values[k],
                               "picked_run": picked[k].name})
