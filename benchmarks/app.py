@@ -108,12 +108,11 @@ def _round_trips(quick: bool, work: Path) -> dict[str, float]:
     # --- the in-process lib side: exactly what the handlers compute (decode + the lib call) --------------------
     def lib_classify() -> dict[str, float]:
         small, _ = load_image(ctx, path, None, model, original=False)
-        with ctx.model_lock(model):
-            return class_probabilities(model, small)
+        return class_probabilities(model, small)
 
     def lib_heatmaps() -> tuple:
         grey, _ = load_image(ctx, path, None, model, original=False)
-        return heatmaps_for(ctx, model, grey, *hm_args)
+        return heatmaps_for(model, grey, *hm_args)
 
     probs0, heat0 = lib_classify(), lib_heatmaps()  # also the no-op apps' precomputed outputs
 
@@ -218,7 +217,7 @@ def _cold_start(quick: bool, work: Path) -> dict[str, float]:
     import httpx
 
     from space.app import make_context
-    from space.tabs.outcomes import initial_threshold
+    from space.evaluation import initial_threshold
 
     ctx = make_context()
     model_name = ctx.default_model
@@ -252,7 +251,7 @@ def _cold_start(quick: bool, work: Path) -> dict[str, float]:
                 time.sleep(0.05)
             page = time.perf_counter() - t0
             c = _client(url, str(work / "downloads"))
-            from space.tabs.outcomes import data_choices  # the subprocess's default split, seen with its env
+            from space.evaluation import data_choices  # the subprocess's default split, seen with its env
             old = os.environ.get("XCXR_DATA_ROOT")
             if quick:
                 os.environ["XCXR_DATA_ROOT"] = env["XCXR_DATA_ROOT"]

@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from .data import ImageSet
-from .metrics import THRESHOLD_CRITERIA, binary_metrics, optimal_thresholds, patient_level
+from .metrics import THRESHOLD_CRITERIA, binary_metrics, optimal_thresholds, patient_means
 from .models import get_config, load_model, predict_proba
-from .training import TrainConfig, load_splits
+from .training import TrainConfig, fields_affecting, load_splits, upgrade_args
+from .errors import XcxrValueError
 
 __all__ = ["compare_runs", "thresholds_table", "RUN_FILES", "TABLE_COLUMNS"]
 
@@ -55,29 +56,27 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("precis
                                               ("f1", "F1"), ("gmean", "G-mean"), ("auc", "AUC"))
 _CRITERION_NAMES = {"f1": "F1", "gmean": "G-mean", "youden": "Youden J"}
 _SPLITS = ("test", "val")
-# Fields of TrainConfig that cannot change which images are in the validation and test splits; every other
-# field (data, seed, val_fraction, max_images, and any added later) is part of the split cache key.
-_NOT_SPLIT_FIELDS = frozenset({"model", "out", "epochs", "batch_size", "lr", "weight_decay", "gamma", "device",
-                               "augment", "hflip", "threshold_rule", "patient_level", "pretrained_file",
-                               "model_options", "resume", "overwrite", "push_to_hub", "private", "progress"})
+# Fields of TrainConfig that cannot change which images are in the validation and test splits; the others
+# (metadata affects="split": data, img_size, seed, val_fraction, max_images) are the split cache key.
+_NOT_SPLIT_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - fields_affecting("split")
 
 
 def _check_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(train_args, metrics)`` of a finished run folder; ValueError naming the folder and what is missing."""
     if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder; expected a finished training run (python -m train … --out)")
+        raise XcxrValueError(f"{folder}: not a folder; expected a finished training run (python -m train … --out)")
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
     if missing:
         hint = " (it holds a checkpoint: training has not finished)" if (folder / "checkpoint").is_dir() else ""
-        raise ValueError(f"{folder}: not a finished training run{hint}; missing {', '.join(missing)}")
+        raise XcxrValueError(f"{folder}: not a finished training run{hint}; missing {', '.join(missing)}")
     out = []
     for name in ("train_args.json", "metrics.json"):
         try:
             value = json.loads((folder / name).read_text())
         except (OSError, ValueError) as e:
-            raise ValueError(f"{folder}: {name} is not valid JSON ({e})") from e
+            raise XcxrValueError(f"{folder}: {name} is not valid JSON ({e})") from e
         if not isinstance(value, dict):
-            raise ValueError(f"{folder}: {name} must hold a JSON object")
+            raise XcxrValueError(f"{folder}: {name} must hold a JSON object")
         out.append(value)
     return out[0], out[1]
 
@@ -85,20 +84,20 @@ def _check_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _train_config(folder: Path, args: Mapping[str, Any], data: str | None, progress: bool) -> TrainConfig:
     """The run's TrainConfig (only the fields this version knows), with ``data`` overridden if given."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    kw = {k: v for k, v in args.items() if k in known}
+    kw = {k: v for k, v in upgrade_args(args).items() if k in known}  # old files: renamed fields' new names
     if data is not None:
         kw["data"] = os.fspath(data)
     for key in ("model", "data"):
         if not kw.get(key):
-            raise ValueError(f"{folder}: train_args.json has no {key!r}")
+            raise XcxrValueError(f"{folder}: train_args.json has no {key!r}")
     if not os.path.exists(kw["data"]):
-        raise ValueError(f"{folder}: the run's data {kw['data']!r} does not exist here; pass data=… (--data) "
-                         "to point at the same data set")
+        raise XcxrValueError(f"{folder}: the run's data {kw['data']!r} does not exist here; pass data=… (--data) "
+                             "to point at the same data set")
     kw.update(out=os.fspath(folder), progress=progress, resume=False, overwrite=False, push_to_hub=None)
     try:
         return TrainConfig(**kw)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{folder}: train_args.json is not a valid training configuration ({e})") from e
+        raise XcxrValueError(f"{folder}: train_args.json is not a valid training configuration ({e})") from e
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -171,13 +170,13 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
     from .metrics.plots import _new_axes, plot_roc, save_figure
 
     if not runs:
-        raise ValueError("runs is empty: give at least one NAME → run folder")
+        raise XcxrValueError("runs is empty: give at least one NAME → run folder")
     criteria = (criteria,) if isinstance(criteria, str) else tuple(criteria)
     unknown = [c for c in criteria if c not in THRESHOLD_CRITERIA]
     if unknown or not criteria:
-        raise ValueError(f"unknown criterion {unknown or '(none given)'}; allowed: {list(THRESHOLD_CRITERIA)}")
+        raise XcxrValueError(f"unknown criterion {unknown or '(none given)'}; allowed: {list(THRESHOLD_CRITERIA)}")
     if split not in _SPLITS:
-        raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+        raise XcxrValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
     # Check every folder before the (slow) predictions, so a typo in the last one fails at once.
     checked = {}
     for name, folder in runs.items():
@@ -204,14 +203,14 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
         val_ds, test_ds = splits_cache[key]
         eval_ds = test_ds if split == "test" else val_ds
         if eval_ds is None:
-            raise ValueError(f"{folder}: the data {cfg.data!r} has no test split; use split='val' (--split val)")
+            raise XcxrValueError(f"{folder}: the data {cfg.data!r} has no test split; use split='val' (--split val)")
         level = "patient" if run_metrics.get("level") == "patient" else "image"
         # float64, so that a threshold returned by optimal_thresholds compares exactly when applied again
         y_val, p_val = _level(val_ds, predict_proba(model, val_ds.images, batch_size).double().numpy(), level)
         y_ev, p_ev = _level(eval_ds, predict_proba(model, eval_ds.images, batch_size).double().numpy(), level)
         for s, y in (("val", y_val), (split, y_ev)):
             if y.min() == y.max():
-                raise ValueError(f"{folder}: the {s} split has one class only at {level} level; no ROC/thresholds")
+                raise XcxrValueError(f"{folder}: the {s} split has one class only at {level} level; no ROC/thresholds")
         chosen = optimal_thresholds(y_val, p_val)  # honest: chosen on validation, never on the split reported
         thresholds = {c: chosen[c] for c in criteria}
         per_crit = {c: binary_metrics(y_ev, p_ev, t) for c, t in thresholds.items()}
@@ -248,7 +247,7 @@ def _level(ds: ImageSet, prob: np.ndarray, level: str) -> tuple[np.ndarray, np.n
     """Labels and probabilities per image, or per patient (mean probability) for ``level == "patient"``."""
     y = ds.labels.numpy().astype(np.int64)
     if level == "patient":
-        y, prob, _ = patient_level(y, prob, ds.patient_ids)
+        y, prob, _ = patient_means(y, prob, ds.patient_ids)
     return y, prob
 
 

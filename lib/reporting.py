@@ -14,23 +14,28 @@ import numpy as np
 import torch.nn as nn
 
 from .data import ImageSet
+from .metrics.summary import SPLIT_NAMES, headline
 from .models import count_parameters, get_config
+from .run_args import upgrade_args
 
 __all__ = ["write_run_report", "command_line", "write_model_card", "metrics_table"]
 
 _DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "gamma": 1.0, "img_size": None,
              "seed": 0, "augment": False, "hflip": 0.0, "val_fraction": 0.1, "max_images": None,
-             "threshold_rule": "youden", "patient_level": False, "pretrained_file": None}
+             "threshold_rule": "youden", "decide_per_patient": False, "pretrained_file": None}
+# Options whose command-line flag is not the field name with dashes (the flag kept its name for users).
+_FLAGS = {"decide_per_patient": "--patient-level"}
 
 
 def command_line(args: Mapping[str, Any]) -> str:
     """The ``python -m train …`` command that reproduces a run (non-default options only)."""
+    args = upgrade_args(args)  # a train_args.json written before a field was renamed
     parts = ["python", "-m", "train", args["model"], "--data", str(args["data"]), "--out", str(args["out"])]
     for key, default in _DEFAULTS.items():
         value = args.get(key, default)
         if value == default:
             continue
-        flag = "--" + key.replace("_", "-")
+        flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
         parts += [flag] if value is True else [flag, str(value)]
     for key, value in (args.get("model_options") or {}).items():
         value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
@@ -84,16 +89,13 @@ def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], ar
     from huggingface_hub import EvalResult, ModelCardData
 
     cfg = get_config(model)
-    is_timm = "timm_name" in cfg
-    test = metrics.get("test")
-    section, split = (test, "test") if test else (metrics["val"], "validation")
-    # Patient level (CT slices, --patient-level): the threshold was chosen on per-patient mean probabilities, so the
-    # per-patient numbers are the result and the per-image ones the secondary table (a patient with one image is
-    # its own mean: then both tables are the same and evaluate_predictions leaves "patient_level" empty).
-    per_patient = metrics.get("level") == "patient"
-    images_section = section
-    if per_patient:
-        section = section.get("patient_level") or section
+    is_timm = cfg.get("hub_format") == "timm"
+    # Test (else validation); per patient in a patient-level run (CT slices, --patient-level): the threshold was
+    # chosen on per-patient mean probabilities, so the per-patient numbers are the result and the per-image ones
+    # the secondary table. An image-level run shows its per-patient numbers second, when patients have two images.
+    head = headline(metrics)
+    section, split = head.section, SPLIT_NAMES[head.split]
+    per_patient = head.level == "patient"
     dataset = Path(str(args["data"]).rstrip("/")).name
     results = [EvalResult(task_type="image-classification", dataset_type=dataset, dataset_name=dataset,
                           dataset_split=split, metric_type=key, metric_name=name, metric_value=round(value, 4))
@@ -110,12 +112,12 @@ def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], ar
     load = (f'import timm\nmodel = timm.create_model("hf-hub:OWNER/NAME", pretrained=True)  # no project code needed'
             if is_timm else
             f'from lib.models import load_model   # this project\nmodel = load_model("OWNER/NAME")  # or a local folder')
-    patient = None if per_patient else section.get("patient_level")
+    patient = None if per_patient else head.per_patient
     patient_md = (f"\n### Per patient ({split}; mean probability over a patient's images)\n\n{metrics_table(patient)}\n"
                   if patient else "")
     if per_patient:
         patient_md = (f"\n### Per image ({split}; every slice/image on its own, same threshold)\n\n"
-                      f"{metrics_table(images_section)}\n")
+                      f"{metrics_table(head.per_image)}\n")
     unit = "per patient (mean probability over each patient's images)" if per_patient else "per image"
     pos, neg = cfg["labels"][1], cfg["labels"][0]
     body = f"""
@@ -177,13 +179,13 @@ def write_run_report(out: Path, model: nn.Module, metrics: Mapping[str, Any], hi
     """Plots (training curves, ROC, confusion matrix) and the model card for a finished run."""
     from .metrics.plots import plot_confusion_matrix, plot_roc, plot_training_curves, save_figure
 
-    section = metrics["test"] or metrics["val"]
+    head = headline(metrics)  # eval_set / eval_prob are the headline split's
+    section = head.section
     y, p = eval_set.labels.numpy(), eval_prob
-    if metrics.get("level") == "patient" and section.get("patient_level"):
+    if head.level == "patient" and head.per_patient:
         # the headline unit is the patient: plot the per-patient mean probabilities, as the metrics are
-        from .metrics import patient_level
-        y, p, _ = patient_level(y, p, eval_set.patient_ids)
-        section = section["patient_level"]
+        from .metrics import patient_means
+        y, p, _ = patient_means(y, p, eval_set.patient_ids)
     save_figure(plot_training_curves(list(history)), out / "training_curves.png")
     save_figure(plot_roc(y, p, label=get_config(model)["architecture"]
                          + (" (per patient)" if metrics.get("level") == "patient" else "")), out / "roc.png")

@@ -47,24 +47,28 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from .training import CHECKPOINT_DIR, CHECKPOINT_FILE, TrainConfig, fit
+from .errors import XcxrValueError
+from .metrics.summary import headline
+from .training import CHECKPOINT_DIR, CHECKPOINT_FILE, TrainConfig, fields_affecting, fit, upgrade_args
 
 __all__ = ["SweepError", "SweepConfig", "RunSpec", "load_sweep", "run_sweep", "summary_rows", "summary_markdown",
            "pick_best", "run_name", "expand", "run_state", "best_val_auc", "export_results"]
 
 log = logging.getLogger(__name__)
 
-# Fields a sweep file may set in `base`, `runs`, `grid` and `search` (the runner owns the rest).
-_RUNNER_OWNED = {"out", "resume", "overwrite", "progress", "push_to_hub", "private"}
+# Fields a sweep file may set in `base`, `runs`, `grid` and `search` (the runner owns the rest: the run folder and
+# how it is driven). Derived from what each TrainConfig field affects (lib.training.AFFECTS).
+_RUNNER_OWNED = fields_affecting("runner", "folder")
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig) if f.name not in _RUNNER_OWNED]
-# Settings that do not change what a run computes: a finished run is still "the same" when they differ.
-_IGNORED_IN_COMPARISON = _RUNNER_OWNED | {"device", "epochs"}
+# Settings that do not change what a run computes: a finished run is still "the same" when they differ (a longer
+# or shorter run of the same settings is continued or refused by run_state, on its epochs alone).
+_IGNORED_IN_COMPARISON = fields_affecting("runner", "folder", "length", "machine")
 _TOP_KEYS = {"name", "description", "base", "runs", "grid", "search", "models", "variants", "compare", "publish",
              "bundle_best"}
 _SHORT = {"weight_decay": "wd", "batch_size": "bs", "model_options": "", "img_size": "px", "epochs": "ep"}
 
 
-class SweepError(ValueError):
+class SweepError(XcxrValueError):
     """A sweep file or output folder is not usable; the message names the key or folder and the fix."""
 
 
@@ -113,6 +117,17 @@ def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
     return out
+
+
+def _renamed(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``settings`` with renamed training settings under their new names: old sweep files keep working."""
+    if not isinstance(settings, Mapping):
+        raise SweepError(f"{where}: expected a mapping of training settings (KEY: VALUE), got {settings!r}")
+    new = upgrade_args(settings)
+    if set(new) != set(settings):
+        log.warning("%s: %s renamed to %s; the old name still works but is deprecated", where,
+                    ", ".join(sorted(set(settings) - set(new))), ", ".join(sorted(set(new) - set(settings))))
+    return new
 
 
 def _check_settings(settings: Mapping[str, Any], where: str) -> None:
@@ -167,9 +182,9 @@ def load_sweep(path: str | Path, variant: str | None = None,
             doc["runs"] = [_merge(r, patch["runs"].get(str(r.get("name")), {})) for r in doc.get("runs") or []]
             del patch["runs"]
         doc = _merge(doc, patch)
-    base = dict(doc.get("base") or {})
+    base = _renamed(doc.get("base") or {}, f"{path}: base")
     if overrides:
-        base = _merge(base, overrides)
+        base = _merge(base, _renamed(overrides, "--set"))
     _check_settings(base, f"{path}: base")
     ways = [k for k in ("runs", "grid", "search") if doc.get(k)]
     if len(ways) > 1:
@@ -178,6 +193,7 @@ def load_sweep(path: str | Path, variant: str | None = None,
     for i, r in enumerate(runs):
         if not isinstance(r, dict) or not r.get("name"):
             raise SweepError(f"{path}: runs[{i}] needs a 'name' (the run's folder) and the settings it changes")
+        runs[i] = r = _renamed(r, f"{path}: run {r['name']!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.=+-]+", str(r["name"])):
             raise SweepError(f"{path}: run name {r['name']!r} may only hold letters, digits and _ . = + -")
         _check_settings({k: v for k, v in r.items() if k != "name"}, f"{path}: run {r['name']!r}")
@@ -185,7 +201,7 @@ def load_sweep(path: str | Path, variant: str | None = None,
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SweepError(f"{path}: run names must be unique; repeated: {dupes}")
-    grid = dict(doc.get("grid") or {})
+    grid = _renamed(doc.get("grid") or {}, f"{path}: grid")
     _check_settings(grid, f"{path}: grid")
     for k, v in grid.items():
         if not isinstance(v, list) or not v:
@@ -194,6 +210,7 @@ def load_sweep(path: str | Path, variant: str | None = None,
     for i, s in enumerate(search):
         if not isinstance(s, dict) or "param" not in s or not isinstance(s.get("values"), list) or not s["values"]:
             raise SweepError(f"{path}: search[{i}] needs 'param' and a non-empty list 'values'")
+        search[i] = s = {**s, "param": next(iter(_renamed({s["param"]: None}, f"{path}: search[{i}]")))}
         _check_settings({s["param"]: None}, f"{path}: search[{i}]")
     models = []
     for i, m in enumerate(doc.get("models") or []):
@@ -201,6 +218,7 @@ def load_sweep(path: str | Path, variant: str | None = None,
         m = {"model": m} if isinstance(m, str) else m
         if not isinstance(m, dict) or not m.get("model"):
             raise SweepError(f"{path}: models[{i}] is a model name or a mapping with a 'model' key")
+        m = _renamed(m, f"{path}: models[{i}]")
         _check_settings(m, f"{path}: models[{i}]")
         models.append(dict(m))
     if models and not search:
@@ -292,7 +310,7 @@ def _done_settings(folder: Path) -> dict[str, Any] | None:
         args = read_checkpoint_meta(folder / CHECKPOINT_DIR)["args"]
     else:
         return None
-    return {k: v for k, v in args.items() if k in TRAIN_FIELDS}
+    return {k: v for k, v in upgrade_args(args).items() if k in TRAIN_FIELDS}
 
 
 def run_state(folder: Path, settings: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -423,13 +441,6 @@ def run_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progre
 
 
 # ------------------------------------------------------------------------------------------------- summary
-def _level_section(metrics: Mapping[str, Any], split: str) -> Mapping[str, Any] | None:
-    section = metrics.get(split)
-    if section and metrics.get("level") == "patient" and section.get("patient_level"):
-        return section["patient_level"]
-    return section
-
-
 def summary_rows(out: Path, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
     """One row per run: settings that differ from the sweep's base, selection scores, test metrics."""
     rows = []
@@ -439,7 +450,8 @@ def summary_rows(out: Path, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
         history = json.loads((folder / "history.json").read_text())
         best = metrics["best_epoch"]
         at_best = next((h for h in history if h["epoch"] == best), history[-1])
-        test = _level_section(metrics, "test")
+        head = headline(metrics, "test")  # the run's unit (per patient in a patient-level run); None without test
+        test = head.section if head else None
         row: dict[str, Any] = {
             "run": spec.name, "model": spec.settings["model"], "group": spec.group, "step": spec.step,
             "param": spec.param, "value": spec.value, "settings": spec.settings,
@@ -451,7 +463,7 @@ def summary_rows(out: Path, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
             row[f"test_{key}"] = test.get(key) if test else None
         row["test_n"] = test.get("n") if test else None
         # per patient as well when the images carry patient ids (X-rays) and the headline is per image
-        per_patient = (metrics.get("test") or {}).get("patient_level")
+        per_patient = head.per_patient if head else None
         if per_patient and row["level"] == "image":
             for key in ("accuracy", "f1", "auc"):
                 row[f"test_patient_{key}"] = per_patient.get(key)

@@ -12,10 +12,15 @@ What it does, in order (nanoGPT style: read it top to bottom):
 5. at the end: the best weights go into a Hub-ready folder with the operating threshold chosen on the
    validation split, test metrics at that threshold, ``history.json``, curves and the model card.
 
-Patient level (CT: ``--data ct.yaml``, whose sets say ``patient_level``; or ``--patient-level`` for X-ray folders
-whose file names carry patient ids): the validation AUC that picks the best epoch and the operating threshold are
-computed on the **per-patient mean probabilities** (:func:`lib.metrics.patient_level`), and ``metrics["level"]``
-is ``"patient"``; the ``patient_level`` sub-section of ``metrics["val"]`` / ``metrics["test"]`` is then the result.
+Per patient (CT: ``--data ct.yaml``, whose sets say ``ImageSet.labelled_per_patient``; or ``--patient-level``,
+``TrainConfig.decide_per_patient``, for X-ray folders whose file names carry patient ids): the validation AUC that
+picks the best epoch and the operating threshold are computed on the **per-patient mean probabilities**
+(:func:`lib.metrics.patient_means`), and ``metrics["level"]`` is ``"patient"``; the ``"per_patient"`` sub-section
+of ``metrics["val"]`` / ``metrics["test"]`` is then the result (:func:`lib.metrics.headline` picks it).
+
+Output: on a terminal (or in a notebook) a progress bar per epoch and one summary line after it; anywhere else
+(a log file, ``nohup``, CI, a pipe) only the summary line — epoch, losses, validation AUC, time — because every
+redraw of a bar would stay in the file.
 
 Reproducible resume: every random draw of epoch ``e`` comes from generators seeded with ``(seed, e)``, and the
 checkpoint holds model, optimiser, scheduler, best weights and history, so ``--resume`` after a kill gives the
@@ -32,10 +37,12 @@ import json
 import logging
 import math
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import safetensors.torch
@@ -43,51 +50,75 @@ import torch
 import torch.nn as nn
 
 from .data import Augment, DataError, ImageSet, Preprocess, available_splits, load_split, patient_split
-from .metrics import evaluate_predictions, optimal_thresholds
-from .metrics import patient_level as patient_means
+from .metrics import evaluate_predictions, optimal_thresholds, patient_means, roc_auc
 from .models import create_model, get_config, positive_probability, save_model
+from .errors import XcxrError, XcxrValueError
+from .run_args import upgrade_args
 
-__all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "read_checkpoint_meta", "load_splits", "TrainingError", "CHECKPOINT_DIR"]
+__all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "read_checkpoint_meta", "load_splits", "TrainingError",
+           "CHECKPOINT_DIR", "AFFECTS", "fields_affecting", "upgrade_args"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.safetensors"
-# Arguments that may differ between a run and its --resume without changing the result.
-_RESUMABLE = {"epochs", "resume", "overwrite", "push_to_hub", "private", "device", "progress"}
+
+#: What changing a :class:`TrainConfig` field changes; every field says which in ``metadata["affects"]``, and the
+#: sets that resume, sweeps and comparisons use are derived from it (:func:`fields_affecting`).
+AFFECTS: dict[str, str] = {
+    "split": "which images are in the train/validation/test splits (and so the result)",
+    "result": "the trained weights and metrics, on the same splits",
+    "length": "how many epochs run: a run may be resumed with more, a finished run counts whatever its length",
+    "machine": "where it runs (CPU/GPU): the same numbers up to floating-point noise",
+    "folder": "where the run is written",
+    "runner": "how the run is driven and published (resume, overwrite, progress bars, Hub upload), nothing else",
+}
 
 
-class TrainingError(RuntimeError):
+def _affects(kind: str) -> dict[str, str]:
+    """``field(metadata=…)`` of a TrainConfig field of the given :data:`AFFECTS` kind."""
+    if kind not in AFFECTS:
+        raise KeyError(kind)
+    return {"affects": kind}
+
+
+class TrainingError(XcxrError, RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
 
 
 @dataclass
 class TrainConfig:
-    """Every option of a training run; saved as ``train_args.json`` beside the weights."""
+    """Every option of a training run; saved as ``train_args.json`` beside the weights.
 
-    model: str
-    data: str
-    out: str
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    gamma: float = 1.0
-    img_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    augment: bool = False
-    hflip: float = 0.0
-    val_fraction: float = 0.1
-    max_images: int | None = None
-    threshold_rule: str = "youden"
-    patient_level: bool = False
-    pretrained_file: str | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
-    resume: bool = False
-    overwrite: bool = False
-    push_to_hub: str | None = None
-    private: bool = False
-    progress: bool = True
+    Each field's ``metadata["affects"]`` says what changing it changes (:data:`AFFECTS`): ``"split"``,
+    ``"result"``, ``"length"``, ``"machine"``, ``"folder"`` or ``"runner"``. ``decide_per_patient`` (CLI
+    ``--patient-level``) picks the best epoch and the threshold on per-patient mean probabilities.
+    """
+
+    model: str = field(metadata=_affects("result"))
+    data: str = field(metadata=_affects("split"))
+    out: str = field(metadata=_affects("folder"))
+    epochs: int = field(default=15, metadata=_affects("length"))
+    batch_size: int = field(default=32, metadata=_affects("result"))
+    lr: float = field(default=1e-3, metadata=_affects("result"))
+    weight_decay: float = field(default=1e-4, metadata=_affects("result"))
+    gamma: float = field(default=1.0, metadata=_affects("result"))
+    # the decoded tensors (and so the split cache of lib.compare) depend on the size
+    img_size: int | None = field(default=None, metadata=_affects("split"))
+    seed: int = field(default=0, metadata=_affects("split"))  # also carves the validation split
+    device: str = field(default="auto", metadata=_affects("machine"))
+    augment: bool = field(default=False, metadata=_affects("result"))
+    hflip: float = field(default=0.0, metadata=_affects("result"))
+    val_fraction: float = field(default=0.1, metadata=_affects("split"))
+    max_images: int | None = field(default=None, metadata=_affects("split"))
+    threshold_rule: str = field(default="youden", metadata=_affects("result"))
+    decide_per_patient: bool = field(default=False, metadata=_affects("result"))
+    pretrained_file: str | None = field(default=None, metadata=_affects("result"))
+    model_options: dict[str, Any] = field(default_factory=dict, metadata=_affects("result"))
+    resume: bool = field(default=False, metadata=_affects("runner"))
+    overwrite: bool = field(default=False, metadata=_affects("runner"))
+    push_to_hub: str | None = field(default=None, metadata=_affects("runner"))
+    private: bool = field(default=False, metadata=_affects("runner"))
+    progress: bool = field(default=True, metadata=_affects("runner"))
 
     def __post_init__(self) -> None:
         checks = [(self.epochs >= 1, "epochs must be ≥ 1"), (self.batch_size >= 2, "batch_size must be ≥ 2"),
@@ -99,7 +130,37 @@ class TrainConfig:
                    "threshold_rule must be one of youden, f1, gmean, 0.5")]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise XcxrValueError(message)
+
+    @property
+    def patient_level(self) -> bool:
+        """Deprecated name of :attr:`decide_per_patient` (read-only)."""
+        warnings.warn("TrainConfig.patient_level is deprecated: it is now TrainConfig.decide_per_patient",
+                      DeprecationWarning, stacklevel=2)
+        return self.decide_per_patient
+
+
+def fields_affecting(*kinds: str) -> frozenset[str]:
+    """Names of the :class:`TrainConfig` fields whose ``metadata["affects"]`` is one of ``kinds``.
+
+    Example:
+        >>> sorted(fields_affecting("split"))
+        ['data', 'img_size', 'max_images', 'seed', 'val_fraction']
+    """
+    unknown = set(kinds) - set(AFFECTS)
+    if unknown:
+        raise XcxrValueError(f"unknown kind(s) {sorted(unknown)}; allowed: {list(AFFECTS)}")
+    return frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("affects") in kinds)
+
+
+# Every field must say what it affects: a field without it would silently fall out of every derived set below
+# (an unclassified field is a programming error, found at import).
+_unclassified = [f.name for f in fields(TrainConfig) if f.metadata.get("affects") not in AFFECTS]
+if _unclassified:
+    raise TypeError(f"TrainConfig fields without metadata['affects']: {_unclassified}")
+# Arguments that may differ between a run and its --resume without changing the result. The folder is not among
+# them: a checkpoint is continued in the folder it was written for.
+_RESUMABLE = fields_affecting("length", "machine", "runner")
 
 
 def _seed_everything(seed: int) -> None:
@@ -109,19 +170,38 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _progress_bars(progress: bool) -> bool:
+    """Whether to draw progress bars: asked for, and shown where a redraw replaces the previous one.
+
+    That is a terminal or a notebook (tqdm's widget). In a log file, under ``nohup``, in CI or a pipe every redraw
+    stays in the output (an 8-epoch run wrote about 1 MB of them), so there :func:`fit` prints one line per epoch.
+    """
+    if not progress:
+        return False
+    from tqdm.auto import tqdm
+    if any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__):  # tqdm.auto chose the notebook widget
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)  # the bars are drawn on stderr
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 def load_splits(cfg: TrainConfig, img_size: int) -> tuple[ImageSet, ImageSet, ImageSet | None]:
     """``(train, val, test)``; without a ``val`` split, a patient-disjoint ``val_fraction`` of train."""
     present = available_splits(cfg.data)
     if present and "train" not in present:
         raise DataError(f"{cfg.data}: no 'train' split; found {present}")
-    train = load_split(cfg.data, "train" if present else None, img_size, progress=cfg.progress)
+    bars = _progress_bars(cfg.progress)
+    train = load_split(cfg.data, "train" if present else None, img_size, progress=bars)
     if "val" in present:
-        val = load_split(cfg.data, "val", img_size, progress=cfg.progress)
+        val = load_split(cfg.data, "val", img_size, progress=bars)
     else:
         tr_idx, va_idx = patient_split(train.paths, (1 - cfg.val_fraction, cfg.val_fraction), seed=cfg.seed)
         log.info("no 'val' split in %s: using a patient-disjoint %.0f%% of train", cfg.data, 100 * cfg.val_fraction)
         train, val = train.subset(tr_idx), train.subset(va_idx)
-    test = load_split(cfg.data, "test", img_size, progress=cfg.progress) if "test" in present else None
+    test = load_split(cfg.data, "test", img_size, progress=bars) if "test" in present else None
     if cfg.max_images:
         def cap(ds: ImageSet) -> ImageSet:
             if len(ds) <= cfg.max_images:
@@ -167,11 +247,6 @@ def _evaluate(model: nn.Module, ds: ImageSet, pre: Preprocess, loss_fn: nn.Modul
         losses.append(float(loss_fn(logits, y)) * len(y))
         probs.append(positive_probability(logits).float().cpu())
     return sum(losses) / len(ds), torch.cat(probs).numpy()
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-    return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
 
 
 def _selection_scores(ds: ImageSet, prob: np.ndarray, patient: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -265,7 +340,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     loss_fn = loss_fn.to(device)
     pre = Preprocess.from_config(mcfg)
     # The unit of every headline number: the patient when asked for, or when the data say so (CT slices).
-    patient = cfg.patient_level or val.patient_level
+    patient = cfg.decide_per_patient or val.labelled_per_patient
     if patient and all(pid is None for pid in val.patient_ids):
         log.warning("patient-level metrics asked for, but no validation image carries a patient id "
                     "(see lib.data.patients): every image counts as its own patient")
@@ -277,10 +352,12 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     best_auc, best_epoch, start = -math.inf, -1, 0
     if cfg.resume and (ckpt / CHECKPOINT_FILE).exists():
         best_state, meta = _load_checkpoint(ckpt, raw_model, opt, sched)
-        # an option added after the checkpoint was written counts as its default (e.g. patient_level=False)
+        # an option added after the checkpoint was written counts as its default (e.g. decide_per_patient=False);
+        # one renamed since is read under its new name
         defaults = asdict(TrainConfig(model=cfg.model, data=cfg.data, out=cfg.out))
-        changed = {k: (meta["args"].get(k, defaults.get(k)), v) for k, v in args.items()
-                   if k not in _RESUMABLE and meta["args"].get(k, defaults.get(k)) != v}
+        was = upgrade_args(meta["args"])
+        changed = {k: (was.get(k, defaults.get(k)), v) for k, v in args.items()
+                   if k not in _RESUMABLE and was.get(k, defaults.get(k)) != v}
         if changed:
             raise TrainingError(f"--resume with different settings than the checkpoint in {ckpt}: " + ", ".join(
                 f"{k}: was {a!r}, now {b!r}" for k, (a, b) in changed.items()) + "; use the original settings")
@@ -291,6 +368,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
 
     # 4. epochs --------------------------------------------------------------------------------------------
     n, bs, world, rank = len(train), cfg.batch_size, acc.num_processes, acc.process_index
+    bars = _progress_bars(cfg.progress)
     for epoch in range(start, cfg.epochs):
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws: identical with or without a resume
@@ -302,7 +380,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         model.train()
         t0, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not cfg.progress or not acc.is_local_main_process)
+                   disable=not bars or not acc.is_local_main_process)
         for idx in bar:
             idx = idx.to(device)
             x = images[idx]
@@ -321,11 +399,11 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_loss, val_prob = _evaluate(raw_model, val, pre, loss_fn, device, bs)
-        val_auc = _auc(*_selection_scores(val, val_prob, patient))
+        val_auc = roc_auc(*_selection_scores(val, val_prob, patient))
         row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc,
                "lr": lr, "train_seconds": train_seconds, "train_images_per_s": seen * world / train_seconds}
         if patient:  # val_auc (which picks the best epoch) is per patient; keep the per-image one for comparison
-            row["val_auc_image"] = _auc(val.labels.numpy(), val_prob)
+            row["val_auc_image"] = roc_auc(val.labels.numpy(), val_prob)
         history.append(row)
         if val_auc is not None and val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch + 1
@@ -337,9 +415,11 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
         if acc.is_local_main_process:
             summary = (f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}"
                        f"  val AUC {val_auc if val_auc is None else round(val_auc, 4)}  lr {lr:.2e}"
-                       f"  {row['train_images_per_s']:.0f} img/s")
-            if cfg.progress:
-                tqdm.write(summary)
+                       f"  {row['train_images_per_s']:.0f} img/s  {time.perf_counter() - t0:.1f} s")
+            if bars:
+                tqdm.write(summary)  # above the bar, which is redrawn below it
+            elif cfg.progress:
+                print(summary, flush=True)  # no bar (not a terminal): one plain line per epoch
             else:
                 log.info(summary)
         if on_epoch_end is not None:

@@ -14,11 +14,17 @@ Models: ``models/*`` (bundled), ``$XCXR_RUNS_DIR`` (default ``runs/``, folders w
 Deep links: ``/?tab=heatmaps&model=pneumonia_cnn&example=PNEUMONIA/person1071_virus_1774.jpeg`` opens that tab with
 that model and example (tab ids: classify, heatmaps, filters, feature_maps, outcomes, report, trust). Extra parameters
 (``outcome=FP&index=3``) are handed to the tabs that ask for them (see :mod:`space.context`). The "Copy link" button
-copies the link of the current view: the tab, its own model and example dropdowns, and the parameters the tab
-registered in ``ctx.link_extras`` (outcomes: split, threshold, outcome, index).
+copies the link of the current view: the tab, its own model and example dropdowns, and the parameters in its
+:class:`space.context.TabSpec`'s ``link_extras`` (outcomes: split, threshold, outcome, index).
+
+Where things are: this file builds the page and wires what crosses tabs (deep links, the copy-link button, the
+first view); ``space/tabs/<tab>.py`` is one tab (``build(ctx) -> TabSpec``, its API endpoints); ``space/context.py``
+the shared inputs and image loading; ``space/evaluation.py`` a model on a whole split (Outcomes, Model report);
+``space/errors.py`` what a visitor sees when something fails; ``space/catalog.py`` the models offered.
 """
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -32,38 +38,36 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from lib.errors import XcxrError  # noqa: E402
+from space import evaluation  # noqa: E402
 from space.catalog import ModelCatalog  # noqa: E402
-from space.context import TAB_IDS, AppContext  # noqa: E402
+from space.context import TAB_IDS, AppContext, TabSpec  # noqa: E402
 from space.examples import ExampleSet  # noqa: E402
-from space.tabs import classify, feature_maps, filters, heatmaps  # noqa: E402
+from space.tabs import classify, feature_maps, filters, heatmaps, outcomes, report, trust  # noqa: E402
 
-__all__ = ["build_app", "make_context", "main", "TAB_TITLES"]
+__all__ = ["build_app", "make_context", "main", "TAB_TITLES", "TAB_MODULES", "copy_link_js"]
+
+log = logging.getLogger("space")
 
 TAB_TITLES = {"classify": "Classify", "heatmaps": "Heatmaps", "filters": "Filters", "feature_maps": "Feature maps",
               "outcomes": "Outcomes", "report": "Model report", "trust": "Trust"}
-
-
-def _optional_tab(name: str):
-    """The third helper's tab modules (``space.tabs.outcomes`` …) when present; the app runs without them."""
-    try:
-        module = __import__(f"space.tabs.{name}", fromlist=["build"])
-    except ImportError as e:
-        if e.name and not e.name.startswith("space.tabs"):
-            raise  # the module exists but one of its imports is broken: show it, do not hide it
-        return None
-    return module if hasattr(module, "build") else None
+#: tab id -> the module whose ``build(ctx) -> TabSpec`` makes it.
+TAB_MODULES = {"classify": classify, "heatmaps": heatmaps, "filters": filters, "feature_maps": feature_maps,
+               "outcomes": outcomes, "report": report, "trust": trust}
 
 
 def make_context(models_dir: str = "models", runs_dir: str | None = None, hub_repos: list | None = None,
                  examples_dir: str | None = None) -> AppContext:
+    """The catalog (bundled models, ``runs_dir``, Hub repos) and the examples every tab reads."""
     catalog = ModelCatalog(models_dir=models_dir, runs_dir=runs_dir, hub_repos=hub_repos)
     examples = ExampleSet(examples_dir) if examples_dir else ExampleSet()
     return AppContext(catalog=catalog, examples=examples)
 
 
 #: The "Copy link to this view" button's JS. Its inputs: the current tab id, then every model dropdown, every example
-#: dropdown and every ``ctx.link_extras`` component, in that order; ``__LINK_SPEC__`` becomes the JSON of
-#: :func:`_link_spec`, which says which of those values belong to which tab (and, for the extras, to which parameter).
+#: dropdown and every ``link_extras`` component of the tabs' specs, in that order; ``__LINK_SPEC__`` becomes the
+#: JSON of :func:`_link_spec`, which says which of those values belong to which tab (and, for the extras, to which
+#: parameter).
 _COPY_LINK_JS = """
 (tab, ...values) => {
   const spec = __LINK_SPEC__;
@@ -96,23 +100,21 @@ _COPY_LINK_JS = """
 _RESERVED_PARAMS = ("tab", "model", "example")
 
 
-def _link_extras(ctx: AppContext, tab_ids) -> tuple[list, dict[str, list[tuple[str, int]]]]:
-    """``(components, {tab id: [(param, index into components)]})`` from ``ctx.link_extras`` (built tabs only;
-    a component registered twice is passed once)."""
+def _link_extras(specs: dict[str, TabSpec]) -> tuple[list, dict[str, list[tuple[str, int]]]]:
+    """``(components, {tab id: [(param, index into components)]})`` from the specs' ``link_extras`` (a component
+    named by two tabs is passed once)."""
     components: list = []
     index: dict[int, int] = {}
-    spec: dict[str, list[tuple[str, int]]] = {}
-    for tab_id, pairs in (getattr(ctx, "link_extras", None) or {}).items():
-        if tab_id not in tab_ids:
-            continue
-        for param, comp in pairs:
+    extras: dict[str, list[tuple[str, int]]] = {}
+    for tab_id, spec in specs.items():
+        for param, comp in spec.link_extras:
             if param in _RESERVED_PARAMS:
-                raise ValueError(f"link_extras[{tab_id!r}]: {param!r} is set by the app itself")
+                raise ValueError(f"{tab_id} tab: link_extras may not use {param!r}, the app sets it")
             if id(comp) not in index:
                 index[id(comp)] = len(components)
                 components.append(comp)
-            spec.setdefault(tab_id, []).append((param, index[id(comp)]))
-    return components, spec
+            extras.setdefault(tab_id, []).append((param, index[id(comp)]))
+    return components, extras
 
 
 def _link_spec(n_models: int, n_examples: int, model_owner: dict[str, int], example_owner: dict[str, int],
@@ -131,46 +133,41 @@ def copy_link_js(spec: dict) -> str:
 def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     """The whole app as a ``gr.Blocks`` (queue configured); launch it with :func:`main` or ``demo.launch()``."""
     ctx = ctx or make_context()
-    if not isinstance(getattr(ctx, "link_extras", None), dict):
-        ctx.link_extras = {}
-    model_owner: dict[str, int] = {}    # tab id -> index of its model dropdown in ctx.model_dropdowns (absent: none)
-    example_owner: dict[str, int] = {}  # tab id -> index of its example dropdown in ctx.example_dropdowns
-    tabs_built: dict[str, gr.Tab] = {}
+    specs: dict[str, TabSpec] = {}
+    tab_blocks: dict[str, gr.Tab] = {}
     # delete_cache: uploads and rendered images older than an hour are removed every hour (a Space runs for weeks).
     with gr.Blocks(title="Explainable chest X-ray classification", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Explainable chest X-ray classification\nA teaching tool: classify an X-ray (normal vs "
                     "pneumonia), then look inside the model. **Not for diagnosis.**")
-        ctx.link_params = gr.State({})
+        link_params = gr.State({})  # the page's query parameters, for the tabs' on_link handlers
         current_tab = gr.Textbox(value=TAB_IDS[0], visible=False, label="current tab")
         with gr.Tabs(selected=TAB_IDS[0]) as tabs:
             for tab_id in TAB_IDS:
-                module = {"classify": classify, "heatmaps": heatmaps, "filters": filters,
-                          "feature_maps": feature_maps}.get(tab_id) or _optional_tab(tab_id)
-                if module is None:
-                    continue
-                n_models, n_examples = len(ctx.model_dropdowns), len(ctx.example_dropdowns)
                 with gr.Tab(TAB_TITLES[tab_id], id=tab_id) as tab:
-                    module.build(ctx)
-                if len(ctx.model_dropdowns) > n_models:
-                    model_owner[tab_id] = n_models
-                if len(ctx.example_dropdowns) > n_examples:
-                    example_owner[tab_id] = n_examples
+                    specs[tab_id] = TAB_MODULES[tab_id].build(ctx)
                 tab.select(lambda t=tab_id: t, None, current_tab, api_visibility="private", queue=False)
-                tabs_built[tab_id] = tab
+                tab_blocks[tab_id] = tab
+        # Each tab's own dropdowns, in tab order; the owner maps say which index belongs to which tab.
+        model_owner = {t: i for i, t in enumerate(t for t, s in specs.items() if s.model is not None)}
+        example_owner = {t: i for i, t in enumerate(t for t, s in specs.items() if s.example is not None)}
+        model_dds = [specs[t].model for t in model_owner]
+        example_dds = [specs[t].example for t in example_owner]
         with gr.Row():
             copy = gr.Button("Copy link to this view", size="sm", scale=0)
             link = gr.Textbox(label="Link (copied to the clipboard)", interactive=False, scale=4)
-        extra_components, extras = _link_extras(ctx, tabs_built)
-        spec = _link_spec(len(ctx.model_dropdowns), len(ctx.example_dropdowns), model_owner, example_owner, extras)
-        copy_inputs = [current_tab] + ctx.model_dropdowns + ctx.example_dropdowns + extra_components
+        extra_components, extras = _link_extras(specs)
+        spec = _link_spec(len(model_dds), len(example_dds), model_owner, example_owner, extras)
+        copy_inputs = [current_tab, *model_dds, *example_dds, *extra_components]
         copy.click(None, copy_inputs, link, js=copy_link_js(spec), api_visibility="private", queue=False)
-        _wire_deep_links(demo, ctx, tabs, current_tab)
+        _wire_deep_links(demo, ctx, specs, tabs, current_tab, link_params, model_dds, example_dds)
         # Opening a tab fills it with the current choices (heatmaps of the selected example, filters…).
-        for tab_id, (fn, inputs, outputs) in ctx.on_open.items():
-            if tab_id in tabs_built:
-                tabs_built[tab_id].select(fn, inputs, outputs, api_visibility="private")
+        for tab_id, s in specs.items():
+            if s.on_open is not None:
+                fn, inputs, outputs = s.on_open
+                tab_blocks[tab_id].select(fn, inputs, outputs, api_visibility="private")
     demo.queue(default_concurrency_limit=2, max_size=256)
     demo.xcxr_context = ctx  # type: ignore[attr-defined]  # tests and benchmarks reach the catalog through this
+    demo.xcxr_tabs = specs  # type: ignore[attr-defined]  # tab id -> TabSpec, for tests
     # the copy-link wiring, for tests: owner maps, the JSON handed to the JS and its input components in order
     demo.xcxr_link_owners = {"model": model_owner, "example": example_owner,  # type: ignore[attr-defined]
                              "extras": {t: [p for p, _ in pairs] for t, pairs in extras.items()}}
@@ -179,17 +176,19 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     return demo
 
 
-def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, tabs: gr.Tabs, current_tab: gr.Textbox) -> None:
-    known_tabs = {t for t in TAB_IDS}
-    n_m, n_e = len(ctx.model_dropdowns), len(ctx.example_dropdowns)
+def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, specs: dict[str, TabSpec], tabs: gr.Tabs,
+                     current_tab: gr.Textbox, link_params: gr.State, model_dds: list, example_dds: list) -> None:
+    """On page load: select the linked tab, set every model/example dropdown, run the tabs' ``on_link`` handlers,
+    open the linked tab, then the first view (``on_load`` steps)."""
+    n_m, n_e = len(model_dds), len(example_dds)
 
     def on_load(request: gr.Request):
         params = dict(request.query_params) if request is not None else {}
         tab = params.get("tab")
         model = params.get("model")
         example = params.get("example")
-        tab_up = gr.Tabs(selected=tab) if tab in known_tabs else gr.skip()
-        cur = tab if tab in known_tabs else gr.skip()
+        tab_up = gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
+        cur = tab if tab in TAB_IDS else gr.skip()
         model_ok = bool(model) and model in ctx.catalog.names()
         example_ok = bool(example) and example in ctx.examples
         models = [gr.Dropdown(value=model) if model_ok else gr.skip() for _ in range(n_m)]
@@ -203,33 +202,38 @@ def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, tabs: gr.Tabs, current_ta
             gr.Warning("Link: " + "; ".join(notes))
         return [tab_up, cur, params, *models, *examples]
 
-    ev = demo.load(on_load, None, [tabs, current_tab, ctx.link_params, *ctx.model_dropdowns, *ctx.example_dropdowns],
+    ev = demo.load(on_load, None, [tabs, current_tab, link_params, *model_dds, *example_dds],
                    api_visibility="private", queue=False)
-    for fn, outputs in ctx.link_handlers:
-        ev = ev.then(fn, ctx.link_params, outputs, api_visibility="private")
+    for s in specs.values():
+        if s.on_link is not None:
+            fn, outputs = s.on_link
+            ev = ev.then(fn, link_params, outputs, api_visibility="private")
     # A deep link to a tab with an "open" action runs it once the dropdowns are set.
-    for tab_id, (fn, inputs, outputs) in ctx.on_open.items():
+    for tab_id, s in specs.items():
+        if s.on_open is None:
+            continue
+        fn, inputs, outputs = s.on_open
+
         def when_linked(current, *args, _fn=fn, _tab=tab_id, _n=len(outputs) if isinstance(outputs, list) else 1):
             if current != _tab:
                 return gr.skip() if _n == 1 else [gr.skip()] * _n
             return _fn(*args)
 
         ev.then(when_linked, [current_tab, *inputs], outputs, api_visibility="private")
-    # First view: classify the default example and describe the default model, so the page is never empty.
-    cls = getattr(ctx, "classify_outputs", None)
-    if cls is not None:
-        probs, preview, decision, info, classify_fn, details_fn, describe_fn = cls
-        inputs = ctx.classify_inputs  # upload, model, example
-        ev.then(classify_fn, inputs, probs, api_visibility="private") \
-          .then(details_fn, inputs, [preview, decision], api_visibility="private") \
-          .then(describe_fn, inputs[1], info, api_visibility="private")
+    # The first view (the Classify tab classifies the default example), so the page is never empty.
+    for s in specs.values():
+        step = ev
+        for fn, inputs, outputs in s.on_load:
+            step = step.then(fn, inputs, outputs, api_visibility="private")
 
 
-def _warm_up(module, ctx: AppContext) -> None:
+def _warm_up(ctx: AppContext) -> None:
     try:
-        module.warm_up(ctx)
-    except Exception as e:  # noqa: BLE001 - a failed warm-up only means the tab computes on first use
-        print(f"[space] outcomes warm-up skipped: {e}", file=sys.stderr)
+        evaluation.warm_up(ctx)
+    except XcxrError as e:  # no model or no data: the tabs then compute (or explain why not) on first use
+        log.warning("outcomes warm-up skipped: %s", e)
+    except Exception:  # noqa: BLE001 - a bug, but only in a background optimisation: log it, keep serving
+        log.exception("outcomes warm-up failed")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,12 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs-dir", default=None, help="training outputs to list (default $XCXR_RUNS_DIR or runs/)")
     ap.add_argument("--share", action="store_true", help="a public gradio.live link (needs the network)")
     args = ap.parse_args(argv)
+    # error ids shown to visitors point into this log (space.errors)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = make_context(args.models_dir, args.runs_dir)
     demo = build_app(ctx)
-    outcomes_tab = _optional_tab("outcomes")
-    if outcomes_tab is not None and hasattr(outcomes_tab, "warm_up"):
-        # Precompute the default model's outcomes while the first page loads (then cached in memory and on disk).
-        threading.Thread(target=_warm_up, args=(outcomes_tab, ctx), daemon=True, name="outcomes-warm-up").start()
+    # Precompute the default model's outcomes while the first page loads (then cached in memory and on disk).
+    threading.Thread(target=_warm_up, args=(ctx,), daemon=True, name="outcomes-warm-up").start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="200mb",
                 footer_links=["api", "settings"])
 

@@ -18,7 +18,10 @@ from typing import Any
 
 import torch.nn as nn
 
+from lib.errors import XcxrError
 from lib.models import load_model
+
+from .errors import log_incident
 
 __all__ = ["ModelCatalog", "ModelEntry", "CatalogError", "hub_repos_from_config", "DEFAULT_MODEL"]
 
@@ -28,8 +31,8 @@ DEFAULT_MODEL = "pneumonia_cnn"
 HUB_CONFIG = Path(__file__).with_name("hub_models.yaml")
 
 
-class CatalogError(RuntimeError):
-    """A model is unknown or cannot be loaded; the message says why (the UI turns it into ``gr.Error``)."""
+class CatalogError(XcxrError, RuntimeError):
+    """A model is unknown or cannot be loaded; the message says why (``ui_errors`` shows it to the visitor)."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,11 @@ class ModelCatalog:
             return
         try:
             self._models[name] = load_model(location)
-        except Exception as e:  # noqa: BLE001 - any failure makes the entry unavailable, never crashes the app
+        except XcxrError as e:  # a bad folder or repo: lib's message says what is wrong
             self._errors[name] = f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a bug while loading: unavailable, logged, never crashes the app
+            incident = log_incident(f"loading model {name!r}")
+            self._errors[name] = f"{type(e).__name__} while loading (error id {incident} in the server log)"
 
     def entries(self) -> list[ModelEntry]:
         """All models, each tried once (cached): available ones first, the bundled default first of all."""
@@ -174,10 +180,3 @@ class ModelCatalog:
             if name in self._models:
                 return self._models[name]
             raise CatalogError(f"model {name!r} is unavailable: {self._errors.get(name)}")
-
-    def describe(self, name: str) -> str:
-        """``"name (source)"`` or ``"name — unavailable: reason"`` for a dropdown label."""
-        for e in self.entries():
-            if e.name == name:
-                return f"{e.name} ({e.source})" if e.available else f"{e.name} — unavailable: {e.reason}"
-        return name

@@ -1,18 +1,21 @@
-"""What every tab shares: the model catalog, the examples, image loading, error conversion, deep-link hooks.
+"""What every tab shares: the model catalog, the examples, image loading, the input widgets, and :class:`TabSpec`.
 
-Deep links: the app reads the URL's query parameters on page load (``?tab=heatmaps&model=pneumonia_cnn&example=
-PNEUMONIA/person1071_virus_1774.jpeg&outcome=FP&index=3``). It selects the tab, and sets every model and example
-dropdown registered with :meth:`AppContext.register_model_choice` / :meth:`AppContext.register_example_choice`.
-A tab that wants the other parameters (``outcome``, ``index``…) either registers a handler with
-:meth:`AppContext.on_link` — ``fn(params: dict[str, str]) -> update or tuple of updates`` for its ``outputs`` — or
-listens to ``ctx.link_params`` (a ``gr.State`` holding the whole query dict; its ``.change`` fires after load).
-To have the "Copy link" button write those parameters back, a tab adds ``(param, component)`` pairs to
-``ctx.link_extras[tab_id]`` while it builds.
+Each tab module has ``build(ctx: AppContext) -> TabSpec``, called inside ``with gr.Tab(...)``. The spec tells the app
+what to wire across tabs:
+
+* ``model`` / ``example``: the tab's own dropdowns. A deep link (``?tab=heatmaps&model=pneumonia_cnn&example=
+  PNEUMONIA/person1071_virus_1774.jpeg``) sets every tab's dropdowns; the "Copy link" button reads the open tab's.
+* ``on_link``: ``(fn, outputs)``; ``fn(query params: dict[str, str])`` runs on page load and updates ``outputs``
+  (the Outcomes tab reads ``outcome``, ``index``…). ``link_extras``: the ``(param, component)`` pairs the copy
+  button writes back into the link for this tab.
+* ``on_open``: ``(fn, inputs, outputs)`` run when the tab is opened (a click or a deep link), so it is never empty;
+  ``on_load``: steps run in order once the page has loaded (the Classify tab's first classification).
+
+Errors shown to visitors are :mod:`space.errors`' business (``ui_errors``).
 """
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,86 +24,79 @@ import gradio as gr
 import numpy as np
 import torch.nn as nn
 
-from lib.data import ImageError, load_grey
+from lib.data import IMAGE_SUFFIXES, ImageError, load_grey
+from lib.errors import XcxrError
 from lib.models import get_config
 
-from .catalog import CatalogError, ModelCatalog
+from .catalog import ModelCatalog
+from .errors import log_incident, public_text
 from .examples import ExampleSet
 
-__all__ = ["AppContext", "load_image", "model_choice", "example_choice", "ui_errors", "TAB_IDS", "default_model_name"]
+__all__ = ["AppContext", "TabSpec", "ImageInputs", "image_inputs", "load_image", "model_choice", "example_choice",
+           "upload_choice", "TAB_IDS", "FILE_TYPES"]
 
 #: Tab ids, in order: used by ``gr.Tab(id=...)``, the ``tab`` query parameter and the copied link.
 TAB_IDS = ["classify", "heatmaps", "filters", "feature_maps", "outcomes", "report", "trust"]
 
+#: One event's ``(fn, inputs, outputs)``.
+Step = tuple[Callable[..., Any], list, Any]
+
+
+@dataclass
+class TabSpec:
+    """What a tab's ``build()`` hands back to the app (see the module docstring); every field is optional."""
+
+    model: gr.Dropdown | None = None
+    example: gr.Dropdown | None = None
+    on_open: Step | None = None
+    on_load: list[Step] = field(default_factory=list)
+    on_link: tuple[Callable[[dict], Any], list] | None = None
+    link_extras: list[tuple[str, Any]] = field(default_factory=list)
+
 
 @dataclass
 class AppContext:
-    """Shared state for the tabs (see the module docstring for deep links)."""
+    """What every tab reads: the model catalog and the bundled examples."""
 
     catalog: ModelCatalog
     examples: ExampleSet
-    model_dropdowns: list[gr.Dropdown] = field(default_factory=list)
-    example_dropdowns: list[gr.Dropdown] = field(default_factory=list)
-    link_handlers: list[tuple[Callable[[dict], Any], list]] = field(default_factory=list)
-    link_params: Any = None  # gr.State with the query dict, created by the app inside the Blocks
-    #: tab id -> (fn, inputs, outputs) run when the tab is opened (click or deep link) so it never shows empty.
-    on_open: dict[str, tuple[Callable, list, list]] = field(default_factory=dict)
-    #: tab id -> [(query parameter, component)] that the "Copy link" button adds to the link when that tab is open
-    #: (the values the tab reads back from a deep link, e.g. outcomes: split, threshold, outcome, index).
-    link_extras: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
-    _locks: dict[int, threading.RLock] = field(default_factory=dict)
-    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def default_model(self) -> str | None:
+        """The name of the model every dropdown starts at (``None`` when no model loads)."""
         return self.catalog.default()
 
     def model(self, name: str | None) -> nn.Module:
-        """The catalog model ``name`` (default if empty); :class:`gr.Error` with the reason when unavailable."""
+        """The catalog model ``name`` (the default if empty); :class:`space.catalog.CatalogError` (an
+        ``XcxrError``, shown to the visitor by ``ui_errors``) with the reason when it is unknown or unavailable."""
+        return self.catalog.get(name or None)
+
+    def labels(self, name: str | None = None) -> list[str]:
+        """The class names of model ``name`` (default: the default model) from its config; generic names when it
+        does not load (the UI still builds; running it shows why)."""
         try:
-            return self.catalog.get(name or None)
-        except CatalogError as e:
-            raise gr.Error(str(e)) from e
-
-    def model_lock(self, model: nn.Module) -> threading.RLock:
-        """One lock per model object: methods that register hooks on a shared model must not interleave."""
-        with self._locks_guard:
-            return self._locks.setdefault(id(model), threading.RLock())
-
-    def register_model_choice(self, dd: gr.Dropdown) -> gr.Dropdown:
-        self.model_dropdowns.append(dd)
-        return dd
-
-    def register_example_choice(self, dd: gr.Dropdown) -> gr.Dropdown:
-        self.example_dropdowns.append(dd)
-        return dd
+            return [str(label) for label in get_config(self.model(name))["labels"]]
+        except XcxrError:
+            return ["class 0", "class 1"]
 
     def load_image(self, upload: Any, example_id: str | None, model: nn.Module,
                    original: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """See :func:`load_image`."""
         return _load_image(self.examples, upload, example_id, model, original)
 
-    def on_link(self, fn: Callable[[dict], Any], outputs: list) -> None:
-        """Run ``fn(query_params)`` on page load; its return value updates ``outputs``."""
-        self.link_handlers.append((fn, list(outputs)))
 
-
-def default_model_name(ctx: AppContext) -> str | None:
-    return ctx.default_model
-
-
-def model_choice(ctx: AppContext, label: str = "Model", register: bool = True, **kwargs: Any) -> gr.Dropdown:
+def model_choice(ctx: AppContext, label: str = "Model", **kwargs: Any) -> gr.Dropdown:
     """A model dropdown: available models by name, unavailable ones shown with their reason (selecting one errors)."""
     choices = []
     for e in ctx.catalog.entries():
-        shown = f"{e.name} ({e.source})" if e.available else f"{e.name} — unavailable: {(e.reason or '')[:80]}"
+        reason = public_text(e.reason or "")[:80]  # a load error may name server folders
+        shown = f"{e.name} ({e.source})" if e.available else f"{e.name} — unavailable: {reason}"
         choices.append((shown, e.name))
-    dd = gr.Dropdown(choices=choices, value=ctx.default_model, label=label, allow_custom_value=True, **kwargs)
-    return ctx.register_model_choice(dd) if register else dd
+    return gr.Dropdown(choices=choices, value=ctx.default_model, label=label, allow_custom_value=True, **kwargs)
 
 
 #: Upload types offered by the file picker (DICOM via lib.data.load_grey); the original file reaches load_grey.
-FILE_TYPES = [".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"]
+FILE_TYPES = list(IMAGE_SUFFIXES)
 
 
 def upload_choice(label: str = "Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", **kwargs: Any) -> gr.File:
@@ -109,10 +105,35 @@ def upload_choice(label: str = "Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)",
 
 
 def example_choice(ctx: AppContext, label: str = "…or pick a bundled example (folder = true label)",
-                   register: bool = True, value: str | None = None, **kwargs: Any) -> gr.Dropdown:
+                   value: str | None = None, **kwargs: Any) -> gr.Dropdown:
     """An example dropdown over ``ctx.examples`` (ids like ``"PNEUMONIA/person1071_virus_1774.jpeg"``)."""
-    dd = gr.Dropdown(choices=list(ctx.examples), value=value, label=label, allow_custom_value=True, **kwargs)
-    return ctx.register_example_choice(dd) if register else dd
+    return gr.Dropdown(choices=list(ctx.examples), value=value, label=label, allow_custom_value=True, **kwargs)
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """The input trio of every image tab. ``picked``: the event "an example was chosen and the upload cleared";
+    chain on it (``.then``) to react to a new example, so the cleared upload is what the next step sees."""
+
+    upload: gr.File
+    example: gr.Dropdown
+    model: gr.Dropdown
+    picked: Any
+
+
+def image_inputs(ctx: AppContext, below_example: Callable[[], Any] | None = None) -> ImageInputs:
+    """Upload field, example dropdown and model dropdown, in that order (``below_example()`` builds extra components
+    between the example and the model dropdown). The example starts at the first one of the default model's last
+    class (``PNEUMONIA/…`` for the bundled model), else the first example."""
+    upload = upload_choice()
+    first = ctx.examples.first(ctx.labels()[-1]) or ctx.examples.first()
+    example = example_choice(ctx, value=first)
+    if below_example is not None:
+        below_example()
+    model = model_choice(ctx)
+    # An upload wins over the example in load_image, so choosing an example must drop the previous upload.
+    picked = example.change(lambda: None, None, upload, api_visibility="private", queue=False)
+    return ImageInputs(upload, example, model, picked)
 
 
 def _upload_path(upload: Any) -> str | None:
@@ -161,12 +182,17 @@ def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model
     try:
         small = load_grey(path, size)
         full = load_grey(path) if original else None
-    except ImageError as e:
-        raise gr.Error(_name_upload(str(e), path, shown)) from e
+    except ImageError as e:  # a bad file: the message is for the user, with the upload's own name
+        raise gr.Error(public_text(_name_upload(str(e), path, shown))) from e
+    except XcxrError:
+        raise  # another deliberate error, not about the file: ui_errors shows its message
     except MemoryError as e:
-        raise gr.Error(f"{shown}: the image is too large to decode in memory; downscale it") from e
-    except Exception as e:  # noqa: BLE001 - any other decoder failure is still a bad upload, not a server error
-        raise gr.Error(f"{shown}: the file could not be read as an image ({type(e).__name__}: {e})") from e
+        raise gr.Error(f"{public_text(shown)}: the image is too large to decode in memory; downscale it") from e
+    except Exception:  # noqa: BLE001 - a decoder failure lib did not foresee: still a bad upload, not a crash
+        # its text is internal (decoder names, temp paths): logged with the traceback, not shown
+        incident = log_incident(f"decoding {shown!r}")
+        raise gr.Error(f"{public_text(shown)}: the file could not be read as an image (error id {incident}).",
+                       print_exception=False) from None
     return small, full
 
 
@@ -174,21 +200,3 @@ def _name_upload(msg: str, path: str, shown: str | None) -> str:
     """Replace the server's temp path in a message by the file's name."""
     return msg.replace(path, shown or Path(path).name)
 
-
-def ui_errors(fn: Callable) -> Callable:
-    """Decorator: library errors (``ValueError``, ``TypeError``, ``CatalogError``…) reach the user as ``gr.Error``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ImageError, CatalogError, ValueError, TypeError, KeyError) as e:
-            raise gr.Error(str(e)) from e
-        except MemoryError as e:
-            raise gr.Error("out of memory for this request; try a smaller image or a cheaper method") from e
-        except Exception as e:  # noqa: BLE001
-            raise gr.Error(f"unexpected error ({type(e).__name__}: {e})") from e
-
-    return wrapper

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lib.data import IMAGE_SUFFIXES
+
 __all__ = ["ExampleSet", "EXAMPLES_DIR"]
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples" / "chest_xray_test"
-_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp"}
+_SUFFIXES = frozenset(IMAGE_SUFFIXES)  # the one list of decodable suffixes (lib.data.common)
 
 
 class ExampleSet(list):

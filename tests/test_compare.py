@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import make_xray_folder
 from lib.compare import compare_runs, thresholds_table
 from lib.data import Preprocess
-from lib.metrics import binary_metrics, optimal_thresholds, patient_level
+from lib.metrics import binary_metrics, optimal_thresholds, patient_means
 from lib.metrics.plots import plot_roc
 from lib.models import get_config, load_model
 from lib.training import TrainConfig, fit, load_splits
@@ -90,8 +90,8 @@ def test_patient_level_run_uses_patient_means(runs, tmp_path):
     model = result["models"]["CNN"]
     y_val, p_val, ids_val = _probabilities(folder, "val")
     y_test, p_test, ids_test = _probabilities(folder, "test")
-    yv, pv, _ = patient_level(y_val, p_val, ids_val)
-    yt, pt, _ = patient_level(y_test, p_test, ids_test)
+    yv, pv, _ = patient_means(y_val, p_val, ids_val)
+    yt, pt, _ = patient_means(y_test, p_test, ids_test)
     assert model["level"] == "patient" and model["n_test"] == len(yt) < len(y_test)  # two images per patient
     t = model["thresholds"]["f1"]
     assert t == pytest.approx(optimal_thresholds(yv, pv)["f1"], rel=1e-6)

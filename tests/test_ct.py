@@ -1,4 +1,4 @@
-"""lib.data.volumes (CT volumes → central slices per patient), patient-level training, train.make_synthetic_ct.
+"""lib.data.volumes (CT volumes → central slices per patient), per-patient training, train.make_synthetic_ct.
 
 All data are tiny synthetic volumes written by the tests (16–32 px): run with
 ``python -m pytest -q tests/test_ct.py -x``.
@@ -21,7 +21,7 @@ from conftest import ROOT, make_xray_folder
 from lib.data import (DataError, ImageSet, available_splits, central_slices, clear_volume_cache, load_ct_split,
                       load_split, load_volume, read_ct_description, to_uint8)
 from lib.data import volumes
-from lib.metrics import evaluate_predictions, optimal_thresholds, patient_level
+from lib.metrics import evaluate_predictions, optimal_thresholds, patient_means
 from train.make_synthetic_ct import make_synthetic_ct, main as make_ct_main, synthetic_volume, write_volume
 
 
@@ -211,7 +211,7 @@ def test_load_ct_split_one_slice_for_train_n_for_val_and_test(ct_set):
     for split, n in (("train", 1), ("val", 4), ("test", 4)):
         ds = load_split(ct_set, split, img_size=16)
         patients = [d.patients[i] for i in d.split_indices(split)]
-        assert isinstance(ds, ImageSet) and ds.patient_level
+        assert isinstance(ds, ImageSet) and ds.labelled_per_patient
         assert ds.images.shape == (n * len(patients), 1, 16, 16) and ds.images.dtype == torch.uint8
         assert ds.patient_ids == [p for p in patients for _ in range(n)]
         slices = central_slices(12, n)
@@ -219,7 +219,9 @@ def test_load_ct_split_one_slice_for_train_n_for_val_and_test(ct_set):
         assert ds.labels.tolist() == [d.labels[i] for i in d.split_indices(split) for _ in range(n)]
         assert ds.classes == ["mild", "severe"]
     sub = ds.subset([0, 1])
-    assert sub.patient_level and sub.patient_ids == ds.patient_ids[:2]
+    assert sub.labelled_per_patient and sub.patient_ids == ds.patient_ids[:2]
+    with pytest.warns(DeprecationWarning, match="labelled_per_patient"):
+        assert sub.patient_level  # the attribute's old name still reads
 
 
 def test_slices_are_the_windowed_resized_central_slices_and_are_cached(ct_set, monkeypatch):
@@ -250,13 +252,13 @@ def test_patient_average_is_the_mean_of_the_slice_probabilities(ct_set):
     val = load_ct_split(ct_set, "val", img_size=16)
     rng = np.random.default_rng(0)
     prob = rng.uniform(size=len(val))
-    y, p, ids = patient_level(val.labels.numpy(), prob, val.patient_ids)
+    y, p, ids = patient_means(val.labels.numpy(), prob, val.patient_ids)
     pids = np.array(val.patient_ids)
     order = list(dict.fromkeys(val.patient_ids))
     assert ids == order
     np.testing.assert_allclose(p, [prob[pids == q].mean() for q in order])
     np.testing.assert_array_equal(y, [val.labels.numpy()[pids == q][0] for q in order])
-    report = evaluate_predictions(val.labels.numpy(), prob, 0.5, val.patient_ids)["patient_level"]
+    report = evaluate_predictions(val.labels.numpy(), prob, 0.5, val.patient_ids)["per_patient"]
     assert report["n_patients"] == len(order)
     assert report["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y))
 
@@ -273,13 +275,13 @@ def test_fit_on_ct_is_patient_level_and_its_threshold_comes_from_patient_means(c
     assert metrics["level"] == "patient"
     history = json.loads((out / "history.json").read_text())
     assert all("val_auc" in h and "val_auc_image" in h for h in history)
-    assert metrics["test"]["patient_level"]["n_patients"] == len(set(load_ct_split(ct_set, "test", 32).patient_ids))
+    assert metrics["test"]["per_patient"]["n_patients"] == len(set(load_ct_split(ct_set, "test", 32).patient_ids))
     # recompute the threshold from the saved model's per-patient validation probabilities
     model = load_model(out)
     val = load_ct_split(ct_set, "val", img_size=32)
     with torch.no_grad():
         prob = positive_probability(model(Preprocess.from_config(get_config(model))(val.images))).numpy()
-    y_p, p_p, _ = patient_level(val.labels.numpy(), prob, val.patient_ids)
+    y_p, p_p, _ = patient_means(val.labels.numpy(), prob, val.patient_ids)
     assert metrics["threshold"] == pytest.approx(optimal_thresholds(y_p, p_p)["youden"], abs=1e-5)
     assert get_config(model)["threshold"] == metrics["threshold"]
     card = (out / "README.md").read_text()
@@ -287,6 +289,7 @@ def test_fit_on_ct_is_patient_level_and_its_threshold_comes_from_patient_means(c
 
 
 def test_patient_level_flag_on_an_xray_folder(tmp_path):
+    # --patient-level (the CLI kept its spelling) sets TrainConfig.decide_per_patient
     from train.__main__ import main as train_main
 
     data = make_xray_folder(tmp_path / "xray", n_per_class=6, size=32)
@@ -295,9 +298,9 @@ def test_patient_level_flag_on_an_xray_folder(tmp_path):
                        "--img-size", "32", "--device", "cpu", "--no-progress", "--patient-level"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["level"] == "patient"
-    assert metrics["val"]["patient_level"]["n_patients"] == 6  # 12 images, two per patient
+    assert metrics["val"]["per_patient"]["n_patients"] == 6  # 12 images, two per patient
     assert "val_auc_image" in json.loads((out / "history.json").read_text())[0]
-    assert json.loads((out / "train_args.json").read_text())["patient_level"] is True
+    assert json.loads((out / "train_args.json").read_text())["decide_per_patient"] is True
     assert "--patient-level" in (out / "README.md").read_text()
 
 

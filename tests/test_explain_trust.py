@@ -46,10 +46,14 @@ class LookupModel(nn.Module):
         p = torch.tensor(probabilities, dtype=torch.float64)
         self.table = nn.Parameter(torch.log(p / (1 - p)).float())  # logit(p); sigmoid(0) = 0.5 exactly
         self.xcxr_config = _config(**cfg)
-        self.forwards = 0
+        self._calls = [0]  # a list, so lib's eval views of this model (which run the forward passes) count here too
+
+    @property
+    def forwards(self) -> int:
+        return self._calls[0]
 
     def forward(self, x):
-        self.forwards += 1
+        self._calls[0] += 1
         idx = torch.round(x[:, 0, 0, 0] * 255).long()  # Preprocess: uint8 / 255, mean 0, std 1
         return self.table[idx][:, None]
 

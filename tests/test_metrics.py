@@ -15,8 +15,10 @@ import lib.metrics as metrics
 from lib.metrics import (
     binary_metrics,
     evaluate_predictions,
+    headline,
     optimal_thresholds,
-    patient_level,
+    patient_means,
+    per_patient_section,
     plot_confusion_matrix,
     plot_roc,
     plot_training_curves,
@@ -24,7 +26,7 @@ from lib.metrics import (
     save_figure,
     threshold_report,
 )
-from lib.metrics import core, plots
+from lib.metrics import core, plots, summary
 
 # Hand-made example: 4 positives, 5 negatives, one tie across classes at 0.35.
 #   positives: 0.9, 0.8, 0.6, 0.35      negatives: 0.7, 0.55, 0.35, 0.2, 0.1
@@ -157,34 +159,43 @@ def test_threshold_report():
     assert single["0.5"]["fp"] == 1
 
 
-# ----------------------------------------------------------------------------- patient level
-def test_patient_level_hand_example():
+# ----------------------------------------------------------------------------- per patient
+def test_patient_means_hand_example():
     ids = ["a", "a", "b", None, "c", "c", "c", None]
     y = [1, 1, 0, 0, 1, 1, 1, 1]
     p = [0.9, 0.5, 0.2, 0.3, 0.6, 0.3, 0.3, 0.7]
-    yp, pp, out_ids = patient_level(y, p, ids)
+    yp, pp, out_ids = patient_means(y, p, ids)
     # a: (0.9 + 0.5) / 2 = 0.7; b: 0.2; None: 0.3; c: (0.6 + 0.3 + 0.3) / 3 = 0.4; None: 0.7
     assert out_ids == ["a", "b", None, "c", None]
     assert yp.tolist() == [1, 0, 0, 1, 1]
     np.testing.assert_allclose(pp, [0.7, 0.2, 0.3, 0.4, 0.7], rtol=0, atol=1e-12)
 
 
-def test_patient_level_numpy_ids_and_nan_missing():
-    yp, pp, ids = patient_level([0, 0, 1], [0.2, 0.4, 0.9], np.array([7, 7, 8]))
+def test_patient_means_numpy_ids_and_nan_missing():
+    yp, pp, ids = patient_means([0, 0, 1], [0.2, 0.4, 0.9], np.array([7, 7, 8]))
     assert ids == [7, 8] and yp.tolist() == [0, 1]
     np.testing.assert_allclose(pp, [0.3, 0.9])
-    _, _, ids = patient_level([0, 0], [0.2, 0.4], [float("nan"), float("nan")])
+    _, _, ids = patient_means([0, 0], [0.2, 0.4], [float("nan"), float("nan")])
     assert ids == [None, None]
 
 
-def test_patient_level_mixed_labels_names_patient():
+def test_patient_means_mixed_labels_names_patient():
     with pytest.raises(ValueError, match=r"patient 'P12'.*both labels"):
-        patient_level([0, 1, 1], [0.1, 0.2, 0.3], ["P12", "P12", "P11"])
+        patient_means([0, 1, 1], [0.1, 0.2, 0.3], ["P12", "P12", "P11"])
 
 
-def test_patient_level_length_mismatch():
+def test_patient_means_length_mismatch():
     with pytest.raises(ValueError, match="patient_ids has 2 entries"):
-        patient_level([0, 1, 1], [0.1, 0.2, 0.3], ["a", "b"])
+        patient_means([0, 1, 1], [0.1, 0.2, 0.3], ["a", "b"])
+
+
+def test_patient_level_is_a_deprecated_alias_of_patient_means():
+    from lib.metrics import patient_level
+    args = ([1, 1, 0], [0.9, 0.5, 0.2], ["a", "a", "b"])
+    with pytest.warns(DeprecationWarning, match="patient_means"):
+        old = patient_level(*args)
+    new = patient_means(*args)
+    assert old[0].tolist() == new[0].tolist() and old[1].tolist() == new[1].tolist() and old[2] == new[2]
 
 
 # ----------------------------------------------------------------------------- evaluate_predictions
@@ -199,7 +210,7 @@ def test_evaluate_predictions_structure_and_json():
     assert r["confusion_matrix"] == binary_metrics(y, p)["confusion_matrix"]
     assert set(r["thresholds"]) == {"f1", "gmean", "youden", "0.5"}
     assert r["roc"]["fpr"][0] == 0.0 and r["roc"]["tpr"][-1] == 1.0
-    pl = r["patient_level"]
+    pl = r["per_patient"]
     assert pl["n_patients"] == 6 and pl["n"] == 6 and "roc" not in pl
     # patients: p1 0.8 (1), p2 0.6 (1), p3 0.3 (0), p4 0.55 (0), p5 0.2 (0), p6 0.8 (1)
     assert pl["confusion_matrix"] == [[2, 1], [0, 3]]
@@ -207,18 +218,76 @@ def test_evaluate_predictions_structure_and_json():
     assert set(pl["thresholds"]) == {"f1", "gmean", "youden", "0.5"}
 
 
-def test_evaluate_predictions_patient_level_none_cases():
-    assert evaluate_predictions(Y, P)["patient_level"] is None
+def test_evaluate_predictions_per_patient_none_cases():
+    assert evaluate_predictions(Y, P)["per_patient"] is None
     # every patient has a single image: nothing to aggregate
-    assert evaluate_predictions(Y, P, patient_ids=list("abcdefghi"))["patient_level"] is None
-    assert evaluate_predictions(Y, P, patient_ids=[None] * 9)["patient_level"] is None
+    assert evaluate_predictions(Y, P, patient_ids=list("abcdefghi"))["per_patient"] is None
+    assert evaluate_predictions(Y, P, patient_ids=[None] * 9)["per_patient"] is None
 
 
 def test_evaluate_predictions_single_class_is_json_safe():
     r = evaluate_predictions([1, 1, 1], [0.2, 0.6, 0.9], patient_ids=["a", "a", "b"])
     json.dumps(r, allow_nan=False)
     assert r["auc"] is None and r["roc"] is None and r["thresholds"]["f1"] is None
-    assert r["patient_level"]["n_patients"] == 2
+    assert r["per_patient"]["n_patients"] == 2
+
+
+# ----------------------------------------------------------------------------- headline
+def _run_metrics(level: str, test: bool = True, legacy: bool = False) -> dict:
+    """A metrics.json as fit writes it, from evaluate_predictions; ``legacy``: the sub-section's old name."""
+    ids = ["p1", "p1", "p2", "p3", "p3", "p4", "p5", "p5", "p6"]
+    y = [1, 1, 1, 0, 0, 0, 0, 0, 1]
+    val = evaluate_predictions(y, [0.9, 0.7, 0.6, 0.2, 0.4, 0.55, 0.1, 0.3, 0.8], 0.5, ids)
+    tst = evaluate_predictions(y, [0.8, 0.4, 0.7, 0.3, 0.6, 0.2, 0.1, 0.5, 0.9], 0.5, ids) if test else None
+    if legacy:
+        for section in filter(None, (val, tst)):
+            section["patient_level"] = section.pop("per_patient")
+    return {"level": level, "threshold": 0.5, "val": val, "test": tst}
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_headline_is_test_else_val_and_per_patient_in_a_patient_level_run(legacy):
+    m = _run_metrics("image", legacy=legacy)
+    h = headline(m)
+    assert (h.split, h.level) == ("test", "image") and h.section is m["test"] and h.per_image is m["test"]
+    assert h.per_patient["n_patients"] == 6  # the secondary table of an image-level run
+    m = _run_metrics("patient", legacy=legacy)
+    h = headline(m)
+    assert (h.split, h.level) == ("test", "patient") and h.section["n_patients"] == 6 and h.per_image is m["test"]
+    assert h.section is h.per_patient
+    m = _run_metrics("patient", test=False, legacy=legacy)
+    h = headline(m)
+    assert h.split == "val" and h.section["n_patients"] == 6 and h.per_image is m["val"]
+    assert headline(m, "test") is None and headline({}) is None
+
+
+def test_headline_of_a_patient_level_run_without_repeated_patients_is_per_image():
+    val = evaluate_predictions(Y, P, 0.5, list("abcdefghi"))  # one image per patient: no sub-section
+    h = headline({"level": "patient", "val": val, "test": None})
+    assert h.level == "patient" and h.section is val and h.per_patient is None
+
+
+def test_per_patient_section_reads_old_metrics_files():
+    assert per_patient_section({"per_patient": {"n_patients": 2}}) == {"n_patients": 2}
+    assert per_patient_section({"patient_level": {"n_patients": 3}}) == {"n_patients": 3}
+    assert per_patient_section({"per_patient": None}) is None and per_patient_section(None) is None
+
+
+def test_headline_reads_the_shipped_metrics_files():
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    files = [f for f in (root / "models").rglob("metrics.json")] + list((root / "studies").rglob("metrics.json"))
+    checked = 0
+    for f in files:
+        m = json.loads(f.read_text())
+        if "val" not in m:  # not a training run's metrics.json
+            continue
+        h = headline(m)
+        assert h is not None and 0.0 <= h.section["accuracy"] <= 1.0, f
+        if h.level == "image" and (m.get(h.split) or {}).get("patient_level"):
+            assert h.per_patient is m[h.split]["patient_level"], f
+        checked += 1
+    assert checked or not files
 
 
 def test_roc_downsampled_keeps_endpoints():
@@ -337,8 +406,8 @@ def test_plot_training_curves(tmp_path):
 # ----------------------------------------------------------------------------- package
 def test_public_api_and_docstring_examples():
     for name in metrics.__all__:
-        assert callable(getattr(metrics, name)) or name == "THRESHOLD_CRITERIA"
-    for mod in (core, plots, metrics):
+        assert callable(getattr(metrics, name)) or name in ("THRESHOLD_CRITERIA", "PER_PATIENT")
+    for mod in (core, plots, summary, metrics):
         result = doctest.testmod(mod)
         assert result.failed == 0 and result.attempted > 0, mod.__name__
 

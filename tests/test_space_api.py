@@ -4,6 +4,8 @@ The app is launched once for the module on a free port (127.0.0.1) and closed at
 """
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -206,6 +208,96 @@ def test_valid_unusual_images_work(client, model, tmp_path, kind):
     assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, path)["PNEUMONIA"], abs=1e-6)
 
 
+# --- errors: short messages for visitors, tracebacks in the server log ----------------------------------------------
+
+def _boom(exc: BaseException):
+    def fn(*args, **kwargs):
+        raise exc
+    return fn
+
+
+@pytest.mark.parametrize("module,name,exc", [
+    ("space.tabs.classify", "predict_proba", RuntimeError("tensor detail at /srv/secret/weights.bin")),
+    ("space.tabs.heatmaps", "gradcam", KeyError("features.internal.key")),
+])
+def test_a_bug_shows_an_error_id_and_logs_the_traceback(client, monkeypatch, caplog, module, name, exc):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(module), name, _boom(exc))
+    api = "/classify" if name == "predict_proba" else "/heatmaps"
+    with caplog.at_level(logging.ERROR, logger="space"), pytest.raises(AppError) as info:
+        client.predict(None, MODEL, api_name=api, example="PNEUMONIA/" + PNEU[0].name)
+    msg = str(info.value)
+    found = re.search(r"error id ([0-9a-f]{6})", msg)
+    assert found and "Something went wrong on the server" in msg and "report this id" in msg, msg
+    for internal in ("detail", "internal", "/srv", type(exc).__name__):
+        assert internal not in msg, msg
+    records = [r for r in caplog.records if found.group(1) in r.getMessage()]
+    assert len(records) == 1 and records[0].exc_info[0] is type(exc)
+    assert "Traceback" in caplog.text and str(exc).strip("'") in caplog.text
+    monkeypatch.undo()  # and the next request works
+    assert _probs(client.predict(handle_file(str(PNEU[0])), MODEL, api_name="/classify"))
+
+
+def test_a_library_error_message_reaches_the_user_without_server_paths(client, monkeypatch):
+    from lib.errors import XcxrValueError
+
+    where = ROOT / "models" / "pneumonia_cnn" / "config.json"
+    monkeypatch.setattr("space.tabs.classify.predict_proba",
+                        _boom(XcxrValueError(f"{where}: img_size must be a multiple of 8")))
+    with pytest.raises(AppError) as info:
+        client.predict(handle_file(str(PNEU[0])), MODEL, api_name="/classify")
+    assert str(info.value).strip("'\"") == "models/pneumonia_cnn/config.json: img_size must be a multiple of 8"
+
+
+def test_an_unforeseen_decoder_failure_is_a_bad_upload_with_an_id(client, monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr("space.context.load_grey", _boom(OSError(f"decoder crashed in {tmp_path}/x/y.png")))
+    with caplog.at_level(logging.ERROR, logger="space"), pytest.raises(AppError) as info:
+        client.predict(handle_file(str(PNEU[0])), MODEL, api_name="/classify")
+    msg = str(info.value)
+    assert f"{PNEU[0].name}: the file could not be read as an image (error id" in msg, msg
+    assert "crashed" not in msg and str(tmp_path) not in msg
+    assert "decoder crashed" in caplog.text
+
+
+def test_unavailable_model_message_names_no_server_path(tmp_path):
+    from space.catalog import ModelCatalog
+    from space.context import AppContext, model_choice
+    from space.errors import ui_errors
+    from space.examples import ExampleSet
+
+    runs = tmp_path / "runs"
+    (runs / "broken").mkdir(parents=True)
+    (runs / "broken" / "config.json").write_text("{not json")
+    cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(runs), hub_repos=[],
+                       studies_dir=tmp_path / "no-studies")
+    ctx = AppContext(cat, ExampleSet())
+    with pytest.raises(gr.Error) as info:
+        ui_errors(ctx.model)("run:broken")
+    msg = info.value.message
+    assert "unavailable" in msg and "config.json" in msg
+    assert str(tmp_path) not in msg and not re.search(r"(^|[\s'\"(])/\w", msg), msg
+    with gr.Blocks():
+        dropdown = model_choice(ctx)
+    assert all(str(tmp_path) not in shown for shown, _ in dropdown.choices)
+
+
+def test_public_text_shortens_absolute_paths():
+    import tempfile
+
+    from space.errors import public_text
+
+    tmp = Path(tempfile.gettempdir()) / "gradio" / "5f0c9a" / "scan.png"
+    assert public_text(f"{tmp}: not an image") == "scan.png: not an image"
+    assert public_text(f"missing '{ROOT / 'models' / 'x' / 'model.safetensors'}'.") == \
+        "missing 'models/x/model.safetensors'."
+    assert public_text(f"see {Path.home() / '.cache' / 'a.json'}.") == "see a.json."
+    assert public_text(r"C:\Users\me\x.png broke") == "x.png broke"
+    for kept in ("teacher/space-cnn is offline", "http://127.0.0.1:7860/x/y", "(x − 0.5) / 0.25", "and/or",
+                 "../data/x.png", "~/x.png"):
+        assert public_text(kept) == kept
+
+
 # --- concurrency ---------------------------------------------------------------------------------------------------
 
 def test_concurrent_clients_equal_serial(app, client):
@@ -375,7 +467,7 @@ def test_repeated_heatmap_requests_leave_no_hooks_and_no_growing_memory(app, mod
     grey, _ = ctx.load_image(str(PNEU[0]), None, m)
 
     def once():
-        heatmaps_for(ctx, m, grey, None, True, "bilinear", "per map", "saliency")
+        heatmaps_for(m, grey, None, True, "bilinear", "per map", "saliency")
 
     for _ in range(5):  # warm-up: caches, lazily created buffers
         once()

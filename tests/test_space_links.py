@@ -35,6 +35,11 @@ def _tab_of(component) -> str | None:
     return None
 
 
+def _dropdowns(demo, kind: str) -> list:
+    """The tabs' own ``kind`` ("model" / "example") dropdowns, in tab order (as the app passes them to the JS)."""
+    return [getattr(s, kind) for s in demo.xcxr_tabs.values() if getattr(s, kind) is not None]
+
+
 def _copy_dependency(demo) -> dict:
     deps = [d for d in demo.config["dependencies"] if d.get("js") and "n_models" in d["js"]]
     assert len(deps) == 1, [d.get("js", "")[:60] for d in deps]
@@ -42,16 +47,16 @@ def _copy_dependency(demo) -> dict:
 
 
 def test_owner_maps_point_at_each_tabs_own_dropdowns(demo):
-    ctx = demo.xcxr_context
     owners = demo.xcxr_link_owners
     models, examples = owners["model"], owners["example"]
+    model_dds, example_dds = _dropdowns(demo, "model"), _dropdowns(demo, "example")
     # every model / example dropdown is owned by the tab it is in, and every such tab is in the map
-    assert {_tab_of(dd) for dd in ctx.model_dropdowns} == set(models)
-    assert {_tab_of(dd) for dd in ctx.example_dropdowns} == set(examples)
+    assert {_tab_of(dd) for dd in model_dds} == set(models)
+    assert {_tab_of(dd) for dd in example_dds} == set(examples)
     for tab, i in models.items():
-        assert _tab_of(ctx.model_dropdowns[i]) == tab, (tab, i)
+        assert _tab_of(model_dds[i]) == tab, (tab, i)
     for tab, i in examples.items():
-        assert _tab_of(ctx.example_dropdowns[i]) == tab, (tab, i)
+        assert _tab_of(example_dds[i]) == tab, (tab, i)
     # the tabs that have a model dropdown but no example dropdown (the cause of the wrong-example bug)
     assert {"outcomes", "report"} <= set(models) - set(examples)
     assert "filters" not in models and "filters" not in examples
@@ -60,11 +65,10 @@ def test_owner_maps_point_at_each_tabs_own_dropdowns(demo):
 
 
 def test_outcomes_extras_are_the_outcomes_components(demo):
-    ctx = demo.xcxr_context
     if "outcomes" not in demo.xcxr_link_owners["model"]:
         pytest.skip("no outcomes tab")
     assert demo.xcxr_link_owners["extras"]["outcomes"] == ["split", "threshold", "outcome", "index"]
-    comps = dict(ctx.link_extras["outcomes"])
+    comps = dict(demo.xcxr_tabs["outcomes"].link_extras)
     assert isinstance(comps["split"], gr.Dropdown) and comps["split"].label == "Data split"
     assert isinstance(comps["threshold"], gr.Slider)
     assert isinstance(comps["outcome"], gr.Dropdown) and comps["outcome"].label == "Outcome"
@@ -73,17 +77,17 @@ def test_outcomes_extras_are_the_outcomes_components(demo):
 
 
 def test_copy_button_inputs_match_the_spec(demo):
-    ctx = demo.xcxr_context
     spec = demo.xcxr_link_spec
     inputs = demo.xcxr_link_inputs
-    assert spec["n_models"] == len(ctx.model_dropdowns) and spec["n_examples"] == len(ctx.example_dropdowns)
+    model_dds, example_dds = _dropdowns(demo, "model"), _dropdowns(demo, "example")
+    assert spec["n_models"] == len(model_dds) and spec["n_examples"] == len(example_dds)
     assert spec["model_owner"] == demo.xcxr_link_owners["model"]
     assert spec["example_owner"] == demo.xcxr_link_owners["example"]
     extras = inputs[1 + spec["n_models"] + spec["n_examples"]:]
-    assert inputs[1:1 + spec["n_models"]] == ctx.model_dropdowns
-    assert inputs[1 + spec["n_models"]:1 + spec["n_models"] + spec["n_examples"]] == ctx.example_dropdowns
+    assert inputs[1:1 + spec["n_models"]] == model_dds
+    assert inputs[1 + spec["n_models"]:1 + spec["n_models"] + spec["n_examples"]] == example_dds
     for tab, pairs in spec["extras"].items():
-        registered = dict(ctx.link_extras[tab])
+        registered = dict(demo.xcxr_tabs[tab].link_extras)
         for param, j in pairs:
             assert extras[j] is registered[param], (tab, param)
     # what the browser runs: these inputs, in this order, with this JSON

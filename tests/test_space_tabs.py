@@ -156,17 +156,47 @@ def test_outcome_presets_equal_lib(client, pred, monkeypatch, tmp_path):
 
 
 def test_outcomes_deep_link_handler(app, pred):
-    ctx = app.xcxr_context
     from space.tabs import outcomes as tab
 
-    handlers = [fn for fn, _ in ctx.link_handlers if getattr(fn, "__wrapped__", fn).__module__ == tab.__name__]
-    assert len(handlers) == 1
-    out = handlers[0]({"tab": "outcomes", "model": MODEL, "split": SPLIT, "outcome": "fn", "index": "1",
-                       "threshold": "0.9"})
+    handler, outputs = app.xcxr_tabs["outcomes"].on_link  # the tab's spec: fn(query params) -> updates
+    assert getattr(handler, "__wrapped__", handler).__module__ == tab.__name__
+    out = handler({"tab": "outcomes", "model": MODEL, "split": SPLIT, "outcome": "fn", "index": "1",
+                   "threshold": "0.9"})
+    assert len(out) == len(outputs)
     split, t, outcome, rank, counts = out[:5]
     assert (split, t, outcome, rank) == (SPLIT, 0.9, "FN", 1)
     res = outcomes(pred, 0.9)
     assert counts == res.counts
     assert Path(pred.path[res.fn[0]]).name in out[-1]
     # a link without outcome parameters changes nothing
-    assert all(isinstance(u, dict) for u in handlers[0]({"tab": "outcomes"}))
+    assert all(isinstance(u, dict) for u in handler({"tab": "outcomes"}))
+
+
+def test_no_tab_imports_another_tab():
+    """What two tabs share lives in space.context / space.errors / space.evaluation, never in a tab module."""
+    import ast
+
+    tab_dir = ROOT / "space" / "tabs"
+    tabs = {p.stem for p in tab_dir.glob("*.py") if p.stem != "__init__"}
+    assert {"classify", "outcomes", "report"} <= tabs
+    offenders = []
+    for path in sorted(tab_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level == 1:  # from .x import y / from . import x (a sibling in space/tabs)
+                    targets = [base] if base else [a.name for a in node.names]
+                    targets = [f"space.tabs.{t}" for t in targets]
+                elif node.level >= 2:  # from ..x import y: outside space/tabs
+                    targets = [f"space.{base}"]
+                else:
+                    targets = [base] + ([f"{base}.{a.name}" for a in node.names] if base == "space.tabs" else [])
+            else:
+                continue
+            for t in targets:
+                parts = t.split(".")
+                if parts[:2] == ["space", "tabs"] and len(parts) > 2 and parts[2] in tabs:
+                    offenders.append(f"{path.name}:{node.lineno} imports {t}")
+    assert not offenders, offenders

@@ -134,10 +134,25 @@ def test_second_run_skips_finished_runs_and_summary_holds_every_row(tmp_path, da
     # one row per run in the main table, and again in the per-patient table (the file names carry patient ids)
     assert md.count("| `") == 4 and "scored per patient" in md
     for row in saved["runs"]:
-        per_patient = json.loads((out / row["run"] / "metrics.json").read_text())["test"]["patient_level"]
+        per_patient = json.loads((out / row["run"] / "metrics.json").read_text())["test"]["per_patient"]
         assert row["test_patient_auc"] == per_patient["auc"] and row["test_patients"] == per_patient["n_patients"]
     assert "test acc" in md and "val AUC" in md
     assert (out / "curves.png").stat().st_size > 5000
+
+    # folders written before decide_per_patient / "per_patient" were renamed: still finished, same summary rows
+    for row in saved["runs"]:
+        folder = out / row["run"]
+        args = json.loads((folder / "train_args.json").read_text())
+        args["patient_level"] = args.pop("decide_per_patient")
+        (folder / "train_args.json").write_text(json.dumps(args))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for split in ("val", "test"):
+            metrics[split]["patient_level"] = metrics[split].pop("per_patient")
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    old = Recorder()
+    summary3 = run_sweep(cfg, out, trainer=old)
+    assert old.trained == []
+    assert summary3["runs"] == summary2["runs"]
 
 
 def test_killed_run_resumes_and_equals_an_uninterrupted_run(tmp_path, data):
@@ -285,6 +300,17 @@ def test_cli_without_token_says_so_and_keeps_results(tmp_path, data, monkeypatch
     assert rc == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["published"] == {"pneumonia_cnn": "not pushed: no Hugging Face token"}
+
+
+def test_old_setting_names_in_a_sweep_file_still_work(tmp_path, data, caplog):
+    runs = [{"name": "per_image"}, {"name": "per_patient", "patient_level": True}]  # the field's old name
+    path = write(tmp_path / "old.yaml", {"base": {"model": "pneumonia_cnn", "data": str(data), **TINY}, "runs": runs})
+    with caplog.at_level("WARNING", logger="lib.sweep"):
+        cfg = load_sweep(path)
+    assert "patient_level renamed to decide_per_patient" in caplog.text
+    specs = expand(cfg)
+    assert specs[1].settings["decide_per_patient"] is True and "patient_level" not in specs[1].settings
+    assert specs[1].train_config(tmp_path).decide_per_patient is True
 
 
 def test_cli_reports_bad_config_cleanly(tmp_path, capsys):

@@ -156,12 +156,172 @@ def test_evaluate_cli_json_and_plots(xray_folder, tmp_path, capsys):
         assert key in r
     assert set(r["thresholds"]) >= {"f1", "gmean", "youden"}
     assert sum(map(sum, r["confusion_matrix"])) == r["n_images"] == 24
-    assert r["patient_level"]["n_patients"] == 12  # two images per patient in the fixture
+    assert r["per_patient"]["n_patients"] == 12  # two images per patient in the fixture
     assert r["threshold"] == get_config(load_model(tmp_path / "run"))["threshold"]
     for png in ("roc.png", "confusion_matrix.png", "confusion_matrix_f1.png", "confusion_matrix_gmean.png"):
         assert (tmp_path / "eval" / png).stat().st_size > 1000
     evaluate_main([str(tmp_path / "run"), "--data", str(xray_folder), "--threshold", "0.5"])
     assert "| operating | 0.5000 |" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------- errors of the commands
+def _cli_cases(tmp_path):
+    """(module, function main() calls first, argv) for every command-line entry point."""
+    return [("train.__main__", "fit", ["pneumonia_cnn", "--data", "x", "--out", str(tmp_path / "o")]),
+            ("train.evaluate", "evaluate", ["runs/x", "--data", "x"]),
+            ("train.sweep", "load_sweep", ["sweep.yaml", "--out", str(tmp_path / "o")]),
+            ("lib.compare", "compare_runs", ["a=runs/a", "--out", str(tmp_path / "o")]),
+            ("train.figures", "render", ["runs/x", "--data", "x", "--out", str(tmp_path / "o")]),
+            ("train.make_synthetic_ct", "make_synthetic_ct", [str(tmp_path / "ct")])]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_every_command_shows_a_library_error_as_one_line_and_lets_a_bug_through(case, tmp_path, monkeypatch,
+                                                                                capsys):
+    import importlib
+
+    from lib.errors import XcxrValueError
+    module, func, argv = _cli_cases(tmp_path)[case]
+    cli = importlib.import_module("train.compare" if module == "lib.compare" else module)
+
+    def raise_(exc):
+        def f(*args, **kwargs):
+            raise exc
+        return f
+
+    monkeypatch.setattr(importlib.import_module(module), func, raise_(XcxrValueError("the input is wrong: do X")))
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.endswith("error: the input is wrong: do X\n")
+    # a plain ValueError / TypeError is a bug in the code, not a problem with the input: it is not turned into a
+    # message (the interpreter prints its traceback and exits with 1)
+    for bug in (ValueError("a bug"), TypeError("another bug")):
+        monkeypatch.setattr(importlib.import_module(module), func, raise_(bug))
+        with pytest.raises(type(bug), match="bug"):
+            cli.main(argv)
+        assert "error:" not in capsys.readouterr().err
+
+
+def test_a_bug_in_the_train_command_exits_with_its_traceback(tmp_path):
+    code = ("import sys, train.__main__ as m\n"
+            "def fit(cfg):\n    raise ValueError('a bug, not an input problem')\n"
+            "m.fit = fit\nsys.exit(m.main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, "pneumonia_cnn", "--data", "x", "--out", str(tmp_path / "o")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ValueError: a bug, not an input problem" in proc.stderr
+    assert "error:" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ TrainConfig field kinds
+def test_every_train_config_field_says_what_it_affects_and_the_derived_sets_are_unchanged():
+    import dataclasses
+
+    import lib.compare
+    import lib.sweep
+    import lib.training
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("affects") in lib.training.AFFECTS, f.name
+    # Regression check: the sets as they were written out by hand before they were derived from the metadata
+    # (with patient_level under its new name, decide_per_patient).
+    assert lib.training._RESUMABLE == {"epochs", "resume", "overwrite", "push_to_hub", "private", "device", "progress"}
+    assert lib.sweep._RUNNER_OWNED == {"out", "resume", "overwrite", "progress", "push_to_hub", "private"}
+    assert lib.sweep._IGNORED_IN_COMPARISON == {"out", "resume", "overwrite", "progress", "push_to_hub", "private",
+                                                "device", "epochs"}
+    assert lib.compare._NOT_SPLIT_FIELDS == {
+        "model", "out", "epochs", "batch_size", "lr", "weight_decay", "gamma", "device", "augment", "hflip",
+        "threshold_rule", "decide_per_patient", "pretrained_file", "model_options", "resume", "overwrite",
+        "push_to_hub", "private", "progress"}
+    assert lib.training.fields_affecting("split") == {"data", "img_size", "seed", "val_fraction", "max_images"}
+    with pytest.raises(ValueError, match="unknown kind"):
+        lib.training.fields_affecting("colour")
+
+
+def test_renamed_field_old_name_still_reads():
+    from lib.training import upgrade_args
+    cfg = tiny("data", "out", decide_per_patient=True)
+    with pytest.warns(DeprecationWarning, match="decide_per_patient"):
+        assert cfg.patient_level is True
+    assert upgrade_args({"patient_level": True, "lr": 0.1}) == {"decide_per_patient": True, "lr": 0.1}
+    assert upgrade_args({"patient_level": True, "decide_per_patient": False}) == {"decide_per_patient": False}
+
+
+def test_resume_reads_a_checkpoint_written_before_a_field_was_renamed(xray_folder, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny(xray_folder, out, epochs=1))
+    path = out / "checkpoint" / CHECKPOINT_FILE
+    meta = read_checkpoint_meta(out / "checkpoint")
+    meta["args"]["patient_level"] = meta["args"].pop("decide_per_patient")  # as an older version wrote it
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        raw = json.loads(f.metadata()["meta"])
+    raw["args"] = meta["args"]
+    safetensors.torch.save_file(safetensors.torch.load_file(path), path, metadata={"meta": json.dumps(raw)})
+    with pytest.raises(TrainingError, match="decide_per_patient: was False, now True"):
+        fit(tiny(xray_folder, out, epochs=2, resume=True, decide_per_patient=True))
+    assert fit(tiny(xray_folder, out, epochs=2, resume=True))["best_epoch"] in (1, 2)
+
+
+# ----------------------------------------------------------------------------------- the epoch's AUC, output
+def test_fit_scores_epochs_with_lib_metrics_roc_auc_identical_to_the_former_sklearn_call(xray_folder, tmp_path,
+                                                                                          monkeypatch):
+    """fit's per-epoch AUC (which picks the best epoch) is lib.metrics.roc_auc; it equals what the loop computed
+    before with its own sklearn call, on the same float32 probabilities, per image and per patient."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    import lib.training
+    from lib.metrics import roc_auc
+
+    def former_auc(y, p):  # lib.training._auc, as it was
+        return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
+
+    seen = []
+
+    def checked(y, p):
+        got = roc_auc(y, p)
+        assert got == former_auc(y, p)  # exactly, not approximately
+        seen.append((len(y), got))
+        return got
+
+    monkeypatch.setattr(lib.training, "roc_auc", checked)
+    fit(tiny(xray_folder, tmp_path / "run", epochs=2, decide_per_patient=True))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [a for _, a in seen] == [v for h in history for v in (h["val_auc"], h["val_auc_image"])]
+    assert [n for n, _ in seen] == [12, 24, 12, 24]  # per patient (two images each), then per image
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # ties, float32, one class
+        y = rng.integers(0, 2, 30)
+        p = rng.choice(np.linspace(0, 1, 7), 30).astype(np.float32)
+        assert roc_auc(y, p) == former_auc(y, p)
+    assert roc_auc(np.ones(4, int), np.full(4, 0.5, np.float32)) is None is former_auc(np.ones(4, int), np.zeros(4))
+
+
+def test_without_a_terminal_fit_prints_one_plain_line_per_epoch(xray_folder, tmp_path, capfd):
+    """Under nohup, in CI or a pipe (stdout/stderr not a terminal) no progress-bar redraws, one line per epoch."""
+    fit(tiny(xray_folder, tmp_path / "run", epochs=3, progress=True))
+    out, err = capfd.readouterr()
+    text = out + err
+    assert "\r" not in text and "\x1b[" not in text  # no carriage-return redraws, no cursor movement
+    lines = [ln for ln in text.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/3", "2/3", "3/3"]
+    assert all("train loss" in ln and "val loss" in ln and "val AUC" in ln and ln.endswith(" s") for ln in lines)
+    assert len(text.encode()) < 4000, text
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import io
+
+    from lib.training import _progress_bars
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert _progress_bars(True) and not _progress_bars(False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not _progress_bars(True)
 
 
 @needs_data

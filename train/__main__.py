@@ -9,6 +9,9 @@
 
 The output folder holds config.json, model.safetensors, README.md (model card), metrics.json, history.json,
 train_args.json and plots; ``checkpoint/`` holds the resumable training state (not uploaded by --push-to-hub).
+
+A problem with the input (:class:`lib.errors.XcxrError`: bad data, options, model, a checkpoint with other
+settings) ends with ``error: …`` and exit status 2; anything else is a bug and shows its traceback.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ from typing import Any, Sequence
 
 import yaml
 
-from lib.data import DataError, ImageError
-from lib.models import ModelLoadError, PretrainedWeightsUnavailable, list_models
-from lib.training import TrainConfig, TrainingError, fit
+from lib.errors import XcxrError
+from lib.metrics import headline
+from lib.models import list_models
+from lib.training import TrainConfig, fit
 
 _D = TrainConfig(model="", data="", out="")
 
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="use at most N images per split (quick runs)")
     p.add_argument("--threshold-rule", default=_D.threshold_rule, choices=["youden", "f1", "gmean", "0.5"],
                    help="how the operating threshold is chosen on the validation split")
-    p.add_argument("--patient-level", action="store_true",
+    p.add_argument("--patient-level", dest="decide_per_patient", action="store_true",
                    help="pick the best epoch and the threshold on per-patient mean probabilities (patient ids "
                    "from the file names); always on for a CT description (.yaml)")
     p.add_argument("--pretrained-file", default=None,
@@ -81,7 +85,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(model=a.model, data=a.data, out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                        weight_decay=a.weight_decay, gamma=a.gamma, img_size=a.img_size, seed=a.seed, device=a.device,
                        augment=a.augment, hflip=a.hflip, val_fraction=a.val_fraction, max_images=a.max_images,
-                       threshold_rule=a.threshold_rule, patient_level=a.patient_level, pretrained_file=a.pretrained_file,
+                       threshold_rule=a.threshold_rule, decide_per_patient=a.decide_per_patient,
+                       pretrained_file=a.pretrained_file,
                        model_options=dict(a.option), resume=a.resume, overwrite=a.overwrite,
                        push_to_hub=a.push_to_hub, private=a.private, progress=not a.no_progress)
 
@@ -93,18 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(a)
         metrics = fit(cfg)
-    except (ValueError, TypeError, DataError, ImageError, TrainingError, ModelLoadError,
-            PretrainedWeightsUnavailable, PermissionError) as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         parser.exit(2, f"error: {e}\n")
-    section = metrics.get("test") or metrics.get("val")
-    if section:
-        split = "test" if metrics.get("test") else "val"
-        level = metrics.get("level", "image")
-        if level == "patient" and section.get("patient_level"):
-            section = section["patient_level"]  # the headline unit of a patient-level run
+    except PermissionError as e:  # the machine: an output folder or cache this user may not write
+        parser.exit(2, f"error: {e}\n")
+    head = headline(metrics)  # test (else val); per patient in a patient-level run. None on non-main processes
+    if head:
+        split = head.split
         print(json.dumps({"out": cfg.out, "best_epoch": metrics["best_epoch"], "threshold": metrics["threshold"],
-                          "level": level, f"{split}_accuracy": section["accuracy"], f"{split}_auc": section["auc"],
-                          f"{split}_f1": section["f1"]}))
+                          "level": metrics.get("level", "image"), f"{split}_accuracy": head.section["accuracy"],
+                          f"{split}_auc": head.section["auc"], f"{split}_f1": head.section["f1"]}))
     return 0
 
 

@@ -8,7 +8,8 @@ Each argument is ``NAME=RUN_DIR`` (or just ``RUN_DIR``: the folder name is the d
 evaluated on the validation and test splits it was trained with (rebuilt from its train_args.json; ``--data``
 points at the data set if it moved). Thresholds are chosen on validation and applied to test. Writes roc.png,
 confusion_matrices.png, filters_<name>.png, thresholds.md and comparison.json into ``--out`` and prints the
-markdown table. Thin over :func:`lib.compare.compare_runs`.
+markdown table. Thin over :func:`lib.compare.compare_runs`. A problem with the input (:class:`lib.errors.XcxrError`)
+ends with ``error: …`` and exit status 2; anything else is a bug and shows its traceback.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from lib.errors import XcxrValueError
 
 __all__ = ["main", "parse_runs"]
 
@@ -33,9 +36,9 @@ def parse_runs(items: Sequence[str]) -> dict[str, str]:
         if not sep:  # a bare folder: its own name is the label
             name, folder = Path(item).name or item, item
         if not name or not folder:
-            raise ValueError(f"{item!r}: expected NAME=RUN_DIR")
+            raise XcxrValueError(f"{item!r}: expected NAME=RUN_DIR")
         if name in runs:
-            raise ValueError(f"the name {name!r} is given twice; names label the curves and must differ")
+            raise XcxrValueError(f"the name {name!r} is given twice; names label the curves and must differ")
         runs[name] = folder
     return runs
 
@@ -53,14 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     # Imported after parsing so that --help is instant (torch, matplotlib).
     from lib.compare import compare_runs
-    from lib.data import DataError, ImageError
-    from lib.models import ModelLoadError
+    from lib.errors import XcxrError
     try:
         runs = parse_runs(a.runs)
         criteria = [c.strip() for c in a.criteria.split(",") if c.strip()]
         result = compare_runs(runs, a.out, criteria=criteria, split=a.split, data=a.data, progress=a.progress,
                               batch_size=a.batch_size)
-    except (DataError, ImageError, ModelLoadError, ValueError) as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         p.exit(2, f"error: {e}\n")
     print(result["table"])
     print(f"\nwritten to {a.out}: roc.png, confusion_matrices.png, "

@@ -8,7 +8,8 @@ Reports accuracy, precision, recall, specificity, F1, confusion matrix and ROC A
 threshold (chosen on the validation split during training and stored in config.json; ``--threshold`` overrides
 it), the thresholds that maximise F1, G-mean and Youden's J with the metrics at each, and the same per patient
 (mean probability over a patient's images) where file names carry patient ids. ``--out`` writes the ROC curve
-with the F1 and G-mean points marked and confusion-matrix plots.
+with the F1 and G-mean points marked and confusion-matrix plots. A problem with the input
+(:class:`lib.errors.XcxrError`) ends with ``error: …`` and exit status 2; anything else is a bug (traceback).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from lib.data import DataError, ImageError, load_split
-from lib.metrics import evaluate_predictions
-from lib.models import ModelLoadError, get_config, load_model, predict_proba
+from lib.data import load_split
+from lib.errors import XcxrError
+from lib.metrics import evaluate_predictions, per_patient_section
+from lib.models import get_config, load_model, predict_proba
 
 __all__ = ["evaluate", "main"]
 
@@ -51,9 +53,10 @@ def _print_table(r: dict[str, Any]) -> None:
           f"threshold {r['threshold']:.4f} ({r['threshold_source']})")
     print(metrics_table(r))
     print(f"confusion matrix [[TN, FP], [FN, TP]]: {r['confusion_matrix']}")
-    if r.get("patient_level"):
-        print(f"\nper patient ({r['patient_level']['n_patients']} patients):")
-        print(metrics_table(r["patient_level"]))
+    patients = per_patient_section(r)
+    if patients:
+        print(f"\nper patient ({patients['n_patients']} patients):")
+        print(metrics_table(patients))
 
 
 def _write_plots(r: dict[str, Any], out: Path) -> None:
@@ -86,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         r = evaluate(a.model, a.data, a.split, a.threshold, a.batch_size)
-    except (DataError, ImageError, ModelLoadError, ValueError) as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         p.exit(2, f"error: {e}\n")
     if a.out:
         _write_plots(r, a.out)

@@ -16,10 +16,11 @@ from typing import Sequence
 
 import torch
 
-from lib.data import DataError, ImageError, load_split
+from lib.data import load_split
+from lib.errors import XcxrError
 from lib.explain import gradcam_figure, outcomes, predict_split, saliency_outcomes_figure
 from lib.metrics.plots import save_figure
-from lib.models import ModelLoadError, get_config, load_model
+from lib.models import get_config, load_model
 
 __all__ = ["render", "main"]
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for path in render(a.model, a.data, a.out, a.split, a.per_class, a.seed, a.method):
             print(path)
-    except (DataError, ImageError, ModelLoadError, ValueError) as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         p.exit(2, f"error: {e}\n")
     return 0
 

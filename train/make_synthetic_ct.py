@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lib.errors import XcxrError, XcxrValueError
+
 __all__ = ["make_synthetic_ct", "synthetic_volume", "write_volume", "CT_CLASS_MAP", "main"]
 
 #: The course's choice, stated in the description: CT-0/CT-1 are "mild", CT-2/3/4 "severe".
@@ -102,7 +104,7 @@ def write_volume(vol: np.ndarray, path: Path, fmt: str, patient: str = "syntheti
             Image.fromarray(s).save(path / f"slice{k + 1}.png")  # unpadded numbers: readers must sort naturally
         return path
     if fmt != "dicom":
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise XcxrValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -144,13 +146,13 @@ def make_synthetic_ct(out: str | Path, patients: int = 40, slices: int = 24, siz
 
     Example:
         >>> yaml_file = make_synthetic_ct("/tmp/ct_demo", patients=10, slices=12, size=32)   # doctest: +SKIP
-        >>> load_ct_split(yaml_file, "val", 32).patient_level                                 # doctest: +SKIP
+        >>> load_ct_split(yaml_file, "val", 32).labelled_per_patient                          # doctest: +SKIP
         True
     """
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise XcxrValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     if patients < 5 or slices < 1 or size < 8:
-        raise ValueError("need patients ≥ 5 (one per CT class at least), slices ≥ 1 and size ≥ 8")
+        raise XcxrValueError("need patients ≥ 5 (one per CT class at least), slices ≥ 1 and size ≥ 8")
     out = Path(out)
     rng = np.random.default_rng(seed)
     grades = list(CT_CLASS_MAP)
@@ -188,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         path = make_synthetic_ct(a.out, a.patients, a.slices, a.size, a.fmt, a.seed, hard=a.hard)
-    except ValueError as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         p.exit(2, f"error: {e}\n")
     print(path)
     return 0

@@ -8,7 +8,8 @@ Runs go to ``--out`` (default ``runs/<sweep name>/<variant>``, which the app lis
 comparison (no weights) are copied to ``--results`` (default ``results/<variant>`` beside a ``sweep.yaml``,
 ``results/<stem>-<variant>`` beside another file name), plus the
 best small models named by ``bundle_best``. Run the same command again after a kill: finished runs are skipped, the
-interrupted one resumes from its checkpoint.
+interrupted one resumes from its checkpoint. A problem with the input (:class:`lib.errors.XcxrError`: the sweep file,
+data, a folder holding other settings) ends with ``error: …`` and exit status 2; anything else is a bug (traceback).
 """
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from lib.data import DataError, ImageError
-from lib.models import ModelLoadError, PretrainedWeightsUnavailable
-from lib.sweep import SweepError, export_results, load_sweep, run_sweep
-from lib.training import TrainingError
+from lib.errors import XcxrError
+from lib.sweep import export_results, load_sweep, run_sweep
 
 from .__main__ import parse_option
 
@@ -50,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-to-hub", metavar="OWNER", default=None,
                    help="push the best run of each model to OWNER/<publish>-<model> (needs HF_TOKEN / hf auth login)")
     p.add_argument("--private", action="store_true", help="create pushed repos as private")
-    p.add_argument("--progress", action="store_true", help="per-batch progress bars")
+    p.add_argument("--progress", action="store_true", help="per-batch progress bars on a terminal (elsewhere one plain line per epoch)")
     return p
 
 
@@ -68,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             dest = Path(a.results) if a.results else default_results(Path(a.config), variant)
             export_results(out, dest, summary, cfg.bundle_best)
             logging.info("summary and figures copied to %s", dest)
-    except (SweepError, ValueError, TypeError, DataError, ImageError, TrainingError, ModelLoadError,
-            PretrainedWeightsUnavailable, PermissionError) as e:
+    except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
+        parser.exit(2, f"error: {e}\n")
+    except PermissionError as e:  # the machine: a run or results folder this user may not write
         parser.exit(2, f"error: {e}\n")
     print((out / "summary.md").read_text())
     return 0

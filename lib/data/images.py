@@ -34,6 +34,9 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..errors import XcxrValueError
+from .common import DICOM_SUFFIXES  # the one list of suffixes lives in lib.data.common; re-exported here
+
 __all__ = ["ImageError", "load_grey", "to_grey_array", "dicom_info", "is_dicom",
            "MAX_PIXELS", "MIN_SIDE", "MAX_FILE_BYTES", "DICOM_SUFFIXES"]
 
@@ -43,13 +46,11 @@ MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
 #: Files larger than this are refused before they are read (an upload could otherwise be any size).
 MAX_FILE_BYTES = 50 * 1024 * 1024
-#: File names that are treated as DICOM even without the ``DICM`` marker (old files have no preamble).
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 
-class ImageError(ValueError):
+class ImageError(XcxrValueError):
     """An image could not be used; the message names the file and the problem."""
 
 

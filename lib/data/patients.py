@@ -24,6 +24,7 @@ import random
 import re
 from collections import defaultdict
 from typing import Sequence
+from ..errors import XcxrValueError
 
 __all__ = ["patient_id", "patient_split"]
 
@@ -63,7 +64,7 @@ def patient_split(paths: Sequence[str | os.PathLike], fractions: Sequence[float]
         >>> train, val = patient_split(["person1_a.jpeg", "person1_b.jpeg", "person2_a.jpeg"], (0.5, 0.5))
     """
     if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {tuple(fractions)}")
+        raise XcxrValueError(f"fractions must be non-negative and sum to 1, got {tuple(fractions)}")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(paths):
         groups[patient_id(p) or f"__image_{i}"].append(i)

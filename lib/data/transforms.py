@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from ..errors import XcxrValueError
 
 __all__ = ["Preprocess", "Augment"]
 
@@ -37,11 +38,11 @@ class Preprocess:
                  in_chans: int = 1) -> None:
         self.size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
         if in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+            raise XcxrValueError(f"in_chans must be 1 or 3, got {in_chans}")
         if len(mean) not in (1, in_chans) or len(std) not in (1, in_chans):
-            raise ValueError(f"mean/std need 1 or {in_chans} values, got {list(mean)} / {list(std)}")
+            raise XcxrValueError(f"mean/std need 1 or {in_chans} values, got {list(mean)} / {list(std)}")
         if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {list(std)}")
+            raise XcxrValueError(f"std must be positive, got {list(std)}")
         self.in_chans = in_chans
         self.mean = torch.tensor([float(m) for m in mean]).expand(in_chans).reshape(1, in_chans, 1, 1).clone()
         self.std = torch.tensor([float(s) for s in std]).expand(in_chans).reshape(1, in_chans, 1, 1).clone()
@@ -55,7 +56,7 @@ class Preprocess:
         if images.ndim == 3:
             images = images.unsqueeze(0)
         if images.ndim != 4 or images.shape[1] != 1:
-            raise ValueError(f"expected grey images of shape (B, 1, H, W), got {tuple(images.shape)}")
+            raise XcxrValueError(f"expected grey images of shape (B, 1, H, W), got {tuple(images.shape)}")
         x = images.float()
         if images.dtype == torch.uint8:
             x = x / 255.0

@@ -2,7 +2,7 @@
 
 A CT study is one *patient*: the course trains on **one central axial slice per patient** and validates / tests
 on the **N central slices** (default 10) of each patient, averaging the N predicted probabilities into one
-per-patient probability (:func:`lib.metrics.patient_level`). Slices of one patient are not independent samples,
+per-patient probability (:func:`lib.metrics.patient_means`). Slices of one patient are not independent samples,
 and a clinician decides per patient, so the patient is the unit every headline metric and threshold refers to.
 
 A data set is described by a small YAML file (its paths are relative to the YAML file's folder)::
@@ -19,17 +19,22 @@ A data set is described by a small YAML file (its paths are relative to the YAML
     # labels: labels.csv          # instead of class folders: columns patient,label[,split]
 
 Every patient entry (under ``root``, at any depth) is a ``.nii``/``.nii.gz`` file, a folder holding one DICOM
-series, or a folder of 2-D slice images (png/jpg/tif…, natural sort by file name: ``slice2`` before ``slice10``).
-Such a description is accepted wherever a data folder is (``lib.data.load_split`` dispatches here), so::
+series, or a folder of 2-D slice images (png/jpg/tif…: :data:`~lib.data.common.RASTER_SUFFIXES`, natural sort by
+file name: ``slice2`` before ``slice10``). Such a description is accepted wherever a data folder is
+(:func:`lib.data.splits.load_split` dispatches here), so::
 
     python -m train.make_synthetic_ct runs/ct_demo --patients 40        # a synthetic MosMedData-style set
     python -m train pneumonia_cnn --data runs/ct_demo/ct.yaml --img-size 64 --epochs 5 --out runs/ct_cnn
+
+The windowed, resized slices of each patient are kept in the shared bounded memory cache of decoded pixels
+(:data:`lib.data.cache.MEMORY`: ``$XCXR_MEMORY_CACHE_MB``, default 512 MB, least recently used evicted first), so a
+sweep reads each volume once as long as the slices fit; there is no disk cache for CT slices.
 
 Example:
     >>> central_slices(24, 10)
     [7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
     >>> val = load_ct_split("runs/ct_demo/ct.yaml", "val", img_size=64)   # doctest: +SKIP
-    >>> val.images.shape, val.patient_ids[:2], val.patient_level           # doctest: +SKIP
+    >>> val.images.shape, val.patient_ids[:2], val.labelled_per_patient    # doctest: +SKIP
     (torch.Size([60, 1, 64, 64]), ['study_0003', 'study_0003'], True)
 """
 from __future__ import annotations
@@ -41,7 +46,6 @@ import math
 import os
 import random
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,29 +54,29 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .datasets import SPLITS, DataError, ImageSet
+from ..errors import XcxrValueError
+from .cache import MEMORY
+from .common import DICOM_SUFFIXES, RASTER_SUFFIXES, SPLITS, DataError, ImageSet, resize_uint8
 from .images import ImageError, load_grey
 
 __all__ = [
     "load_volume", "central_slices", "to_uint8", "CTDescription", "read_ct_description", "is_ct_description",
-    "ct_splits", "load_ct_split", "clear_volume_cache", "LUNG_WINDOW", "SLICE_IMAGE_EXTENSIONS",
+    "ct_splits", "load_ct_split", "clear_volume_cache", "LUNG_WINDOW",
 ]
 
 log = logging.getLogger(__name__)
 
 #: The lung window (level, width) in Hounsfield units: −1350 … +150 HU maps to 0 … 255.
 LUNG_WINDOW: tuple[float, float] = (-600.0, 1500.0)
-SLICE_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+#: Volume files (a CT study in one file); everything else is a folder of DICOM files or slice images.
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _KEYS = {"kind", "root", "labels", "class_map", "classes", "n_slices", "train_slices", "window", "split", "seed"}
-_MEMORY: dict[tuple, tuple[list[int], np.ndarray]] = {}
-_MEMORY_LOCK = threading.Lock()
+_CACHE_TAG = "ct"  # first item of this module's keys in the shared memory cache
 
 
 def clear_volume_cache() -> None:
-    """Forget the decoded CT slices held in memory."""
-    with _MEMORY_LOCK:
-        _MEMORY.clear()
+    """Forget the decoded CT slices held in memory (X-ray images stay; :func:`lib.data.clear_memory_cache` drops all)."""
+    MEMORY.discard(lambda key: key[0] == _CACHE_TAG)
 
 
 # ------------------------------------------------------------------------------------------------ reading volumes
@@ -90,7 +94,7 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
+    if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     try:
         with open(path, "rb") as f:
@@ -182,7 +186,7 @@ def _load_dicom_series(folder: Path) -> np.ndarray:
 
 
 def _slice_image_files(folder: Path) -> list[Path]:
-    return sorted((p for p in _visible_files(folder) if p.suffix.lower() in SLICE_IMAGE_EXTENSIONS),
+    return sorted((p for p in _visible_files(folder) if p.suffix.lower() in RASTER_SUFFIXES),
                   key=lambda p: _natural_key(p.name))
 
 
@@ -253,7 +257,7 @@ def central_slices(n_total: int, n: int) -> list[int]:
         ([7, 8, 9, 10, 11, 12, 13, 14, 15, 16], [5], [1, 2], [0, 1, 2])
     """
     if n_total < 1 or n < 1:
-        raise ValueError(f"central_slices needs n_total ≥ 1 and n ≥ 1, got n_total={n_total}, n={n}")
+        raise XcxrValueError(f"central_slices needs n_total ≥ 1 and n ≥ 1, got n_total={n_total}, n={n}")
     if n >= n_total:
         return list(range(n_total))
     start = n_total // 2 - n // 2
@@ -286,7 +290,7 @@ def to_uint8(volume: np.ndarray, window: Sequence[float] | None = LUNG_WINDOW) -
     else:
         level, width = float(window[0]), float(window[1])
         if width <= 0:
-            raise ValueError(f"window width must be > 0, got {width}")
+            raise XcxrValueError(f"window width must be > 0, got {width}")
         out = (v.astype(np.float32) - (level - width / 2)) * (255.0 / width)
     return np.round(np.clip(np.nan_to_num(out, nan=0.0), 0, 255)).astype(np.uint8)
 
@@ -328,7 +332,7 @@ def _patient_name(path: Path) -> str:
 
 def _is_patient_folder(folder: Path) -> bool:
     files = _visible_files(folder)
-    return any(p.suffix.lower() in SLICE_IMAGE_EXTENSIONS or _is_dicom_file(p) for p in files)
+    return any(p.suffix.lower() in RASTER_SUFFIXES or _is_dicom_file(p) for p in files)
 
 
 def _find_entries(folder: Path) -> list[Path]:
@@ -543,9 +547,8 @@ def _signature(path: Path) -> tuple:
 def _patient_slices(path: Path, n: int, size: tuple[int, int], window: tuple[float, float] | None
                     ) -> tuple[list[int], np.ndarray]:
     """The ``n`` central slices of one patient, windowed and resized: ``(indices, uint8 (n, H, W))``, cached."""
-    key = (str(path.resolve()), _signature(path), size, window, n)
-    with _MEMORY_LOCK:
-        hit = _MEMORY.get(key)
+    key = (_CACHE_TAG, str(path.resolve()), _signature(path), size, window, n)
+    hit = MEMORY.get(key)
     if hit is not None:
         return hit
     vol, hounsfield = _read(path)
@@ -554,13 +557,9 @@ def _patient_slices(path: Path, n: int, size: tuple[int, int], window: tuple[flo
         log.warning("%s: only %d slice(s), fewer than the %d asked for; using all of them", path, len(idx), n)
     # windowing applies to Hounsfield data; slice images are already display values (min–max is a no-op on them)
     chosen = to_uint8(vol[idx], window if hounsfield else None)
-    t = torch.from_numpy(np.ascontiguousarray(chosen)).unsqueeze(1)
-    if tuple(t.shape[-2:]) != size:
-        t = torch.nn.functional.interpolate(t.float(), size=size, mode="bilinear", align_corners=False,
-                                            antialias=True).round().clamp(0, 255).to(torch.uint8)
+    t = resize_uint8(torch.from_numpy(np.ascontiguousarray(chosen)).unsqueeze(1), size)
     arr = t[:, 0].numpy()
-    with _MEMORY_LOCK:
-        _MEMORY[key] = (idx, arr)
+    MEMORY.put(key, (idx, arr), nbytes=arr.nbytes)  # bounded LRU: may evict older entries, or keep nothing
     return idx, arr
 
 
@@ -572,9 +571,9 @@ def load_ct_split(description: str | os.PathLike, split: str, img_size: int | tu
     ``n_slices`` (default 10) central ones; a thinner volume gives all its slices (with a warning). Every slice
     is windowed (HU data), resized to ``img_size`` (bilinear, antialiased) and stored as uint8 ``(N, 1, H, W)``;
     ``paths`` are ``"<patient>#slice<k>"`` (``k`` = the slice index in the volume), ``patient_ids`` the patient
-    names, and ``patient_level`` is True so training averages the predictions per patient. Decoded slices are
-    kept in memory (keyed by file, modification time, size, image size and window), so a sweep reads each
-    volume once.
+    names, and ``labelled_per_patient`` is True so training averages the predictions per patient. Decoded slices are
+    kept in the bounded memory cache (keyed by file, modification time, size, image size and window), so a sweep
+    reads each volume once while they fit.
 
     Raises:
         DataError: a bad description (see :func:`read_ct_description`), an unknown split, an unreadable volume.
@@ -610,4 +609,4 @@ def load_ct_split(description: str | os.PathLike, split: str, img_size: int | tu
         paths += [f"{desc.patients[i]}#slice{k}" for k in idx]
         pids += [desc.patients[i]] * len(idx)
     return ImageSet(torch.from_numpy(np.concatenate(images)).unsqueeze(1), torch.tensor(labels, dtype=torch.long),
-                    list(desc.classes), paths, pids, source=f"{desc.file}:{split}", patient_level=True)
+                    list(desc.classes), paths, pids, source=f"{desc.file}:{split}", labelled_per_patient=True)

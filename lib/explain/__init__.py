@@ -6,7 +6,7 @@ Example:
     >>> from lib.explain import gradcam, prepare
     >>> maps = gradcam(model, prepare(model, uint8_images))     # (B, 2, H, W), ReLU'd, bilinear, unnormalised
 """
-from .core import capture, class_scores, eval_mode, prepare, resolve_classes, resolve_layer
+from .core import capture, class_scores, explaining, prepare, resolve_classes, resolve_layer
 from .gradcam import METHODS, cam_head, gradcam, gradcam_reference
 from .postprocess import NORMALISE_MODES, UPSAMPLE_MODES, normalise, postprocess, upsample
 from .attribution import attribute, list_methods
@@ -20,7 +20,7 @@ from .trust import (PerturbationResult, curve_auc, deletion_insertion, model_ran
 
 __all__ = [
     # core conventions
-    "eval_mode", "capture", "resolve_layer", "resolve_classes", "class_scores", "prepare",
+    "explaining", "capture", "resolve_layer", "resolve_classes", "class_scores", "prepare",
     # Grad-CAM
     "gradcam", "gradcam_reference", "cam_head", "METHODS",
     # post-processing

@@ -10,10 +10,12 @@ Choices made here, for every method (see :mod:`lib.explain.core` for the package
   small module that outputs one score per class, so Captum's ``target=`` indexes *classes*. For a one-logit
   (sigmoid) model the scores are ``(-z, +z)``: the NORMAL map is the map of the negated logit. Never the
   probability (the sigmoid/softmax saturates and couples the classes).
-* **Eval mode** is forced for the call and every module's own mode restored afterwards; gradients are enabled even
-  when the caller is inside ``torch.no_grad()``/``inference_mode()``. Captum's hooks (GuidedBackprop's ReLU hooks,
-  the layer hooks of LayerGradCam) are removed by Captum in ``finally`` blocks; the tests check that no hook is
-  left, also after an exception.
+* **Eval mode** is forced for the call through :func:`~lib.explain.core.explaining`, a thread-private view of the
+  model that shares its weights: the caller's model keeps its mode, and Captum's hooks (GuidedBackprop's ReLU
+  hooks, the layer hooks of LayerGradCam) sit on the view, so forward passes of other threads through the same
+  model never reach them. Gradients are enabled even when the caller is inside ``torch.no_grad()``/
+  ``inference_mode()``. Captum removes its hooks in ``finally`` blocks; the tests check that no hook is left, also
+  after an exception.
 * **Targets in one call**: the batch is repeated once per target class and Captum's per-example ``target`` list
   picks the class, so one Captum call serves all images × classes.
 * **Channels** (only 3-channel models — the ImageNet-pretrained ResNet18 gets the grey image on three channels):
@@ -72,7 +74,8 @@ from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution, 
                          Saliency)
 
 from ..models.layers import get_config
-from .core import class_scores, eval_mode, num_classes, pass_batch_size, resolve_classes, resolve_layer
+from .core import class_scores, explaining, num_classes, pass_batch_size, resolve_classes, resolve_layer
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["attribute", "list_methods", "ClassScoreModel", "baseline_tensor"]
 
@@ -128,7 +131,7 @@ def baseline_tensor(model: nn.Module, images: torch.Tensor, baseline: str | floa
         mean = torch.tensor(cfg["mean"], dtype=images.dtype, device=images.device).expand(c)
         std = torch.tensor(cfg["std"], dtype=images.dtype, device=images.device).expand(c)
         return ((0.0 - mean) / std).reshape(1, c, 1, 1)
-    raise ValueError(f"baseline must be 'black', 'mean', a float or a tensor, got {baseline!r}")
+    raise XcxrValueError(f"baseline must be 'black', 'mean', a float or a tensor, got {baseline!r}")
 
 
 # --- one small function per method: (wrapped model, inputs, per-example targets, options) → Captum attribution ----
@@ -154,7 +157,7 @@ def _smoothgrad(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, nt_sampl
                 seed: int | None = 0) -> torch.Tensor:
     _positive_int("nt_samples", nt_samples)
     if not 0.0 <= float(noise):
-        raise ValueError(f"noise must be ≥ 0 (a fraction of the intensity range), got {noise!r}")
+        raise XcxrValueError(f"noise must be ≥ 0 (a fraction of the intensity range), got {noise!r}")
     if nt_samples_batch_size is None:  # as many noisy copies of the whole batch as fit in one pass
         nt_samples_batch_size = max(1, min(int(nt_samples), pass_batch_size(x.device) // len(x)))
     _positive_int("nt_samples_batch_size", nt_samples_batch_size)
@@ -190,7 +193,7 @@ def _occlusion(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, sliding_w
     window = sliding_window if sliding_window is not None else max(1, round(min(h, w) / 8))
     _positive_int("sliding_window", window)
     if window > min(h, w):
-        raise ValueError(f"sliding_window must be ≤ the image side {min(h, w)}, got {window}")
+        raise XcxrValueError(f"sliding_window must be ≤ the image side {min(h, w)}, got {window}")
     stride = stride if stride is not None else max(1, window // 2)
     _positive_int("stride", stride)
     if perturbations_per_eval is None:
@@ -206,13 +209,13 @@ def _occlusion(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, sliding_w
 def _layer_gradcam(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, layer: str | None = None,
                    relu: bool = True, interpolate_mode: str = "bilinear") -> torch.Tensor:
     if interpolate_mode not in ("nearest", "bilinear", "bicubic", "area"):
-        raise ValueError(f"interpolate_mode must be one of 'nearest', 'bilinear', 'bicubic', 'area', "
-                         f"got {interpolate_mode!r}")
+        raise XcxrValueError(f"interpolate_mode must be one of 'nearest', 'bilinear', 'bicubic', 'area', "
+                             f"got {interpolate_mode!r}")
     name, module = resolve_layer(net.model, layer)  # ValueError for the DNNs (no spatial maps)
     cam = LayerGradCam(net, module).attribute(x, target=t, relu_attributions=bool(relu), attr_dim_summation=True)
     if cam.ndim != 4:
-        raise ValueError(f"layer {name!r} of {get_config(net.model)['architecture']} has no spatial feature maps "
-                         f"(output of {cam.ndim - 1} dims after the batch); choose a conv layer")
+        raise XcxrValueError(f"layer {name!r} of {get_config(net.model)['architecture']} has no spatial feature maps "
+                             f"(output of {cam.ndim - 1} dims after the batch); choose a conv layer")
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode)
 
 
@@ -234,7 +237,7 @@ def list_methods() -> list[str]:
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise XcxrValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _options(method: str, fn: Callable[..., torch.Tensor], options: dict[str, Any]) -> None:
@@ -243,8 +246,8 @@ def _options(method: str, fn: Callable[..., torch.Tensor], options: dict[str, An
     allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"attribute(method={method!r}) got unknown option(s) {unknown}; allowed: "
-                        f"{allowed + ['channel_reduce']}")
+        raise XcxrTypeError(f"attribute(method={method!r}) got unknown option(s) {unknown}; allowed: "
+                            f"{allowed + ['channel_reduce']}")
 
 
 def _reduce_channels(attr: torch.Tensor, how: str) -> torch.Tensor:
@@ -288,30 +291,30 @@ def attribute(model: nn.Module, images: torch.Tensor, targets: int | Sequence[in
         torch.Size([1, 1, 64, 64])
     """
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {list_methods()}, got {method!r}")
+        raise XcxrValueError(f"method must be one of {list_methods()}, got {method!r}")
     fn, default_reduce = _METHODS[method]
     reduce = options.pop("channel_reduce", default_reduce)
     if reduce not in _CHANNEL_REDUCE:
-        raise ValueError(f"channel_reduce must be one of {list(_CHANNEL_REDUCE)}, got {reduce!r}")
+        raise XcxrValueError(f"channel_reduce must be one of {list(_CHANNEL_REDUCE)}, got {reduce!r}")
     _options(method, fn, options)
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise TypeError(f"images must be a model-ready float tensor (B, C, H, W) — use lib.explain.core.prepare for "
-                        f"uint8 images — got {type(images).__name__} {getattr(images, 'dtype', '')}")
+        raise XcxrTypeError(f"images must be a model-ready float tensor (B, C, H, W) — use lib.explain.core.prepare for "
+                            f"uint8 images — got {type(images).__name__} {getattr(images, 'dtype', '')}")
     cfg = get_config(model)
     if images.ndim != 4 or images.shape[1] != cfg["in_chans"] or len(images) == 0:
-        raise ValueError(f"images must have shape (B≥1, {cfg['in_chans']}, H, W) for {cfg['architecture']}, "
-                         f"got {tuple(images.shape)}")
+        raise XcxrValueError(f"images must have shape (B≥1, {cfg['in_chans']}, H, W) for {cfg['architecture']}, "
+                             f"got {tuple(images.shape)}")
     if any(p.is_inference() for p in model.parameters()):
-        raise ValueError("the model's parameters were created under torch.inference_mode(), so autograd cannot use "
-                         "them; build or load the model outside inference_mode")
+        raise XcxrValueError("the model's parameters were created under torch.inference_mode(), so autograd cannot use "
+                             "them; build or load the model outside inference_mode")
     classes = resolve_classes(model, targets)
     b, k = len(images), len(classes)
     # Gradients are needed even when the caller is in no_grad/inference mode (the app's predict path often is).
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
+    with explaining(model, foreign_hooks=True) as net:  # eval, autograd on, Captum's hooks on a private view
         # One Captum call for all images × targets: row i*k + j is image i explained for class classes[j].
         # repeat_interleave copies, so this is a normal tensor (also for inference tensors) and the caller's
         # images stay untouched; gradient methods need it to require grad (Captum would warn and set it).
         x = images.detach().repeat_interleave(k, dim=0).requires_grad_(method != "occlusion")
         t = classes * b
-        attr = fn(ClassScoreModel(model), x, t, **options)
+        attr = fn(ClassScoreModel(net), x, t, **options)
     return _reduce_channels(attr.detach(), reduce).reshape(b, k, *attr.shape[-2:])

@@ -9,13 +9,17 @@ Conventions (one calling convention for the whole package):
   for a one-logit (sigmoid) model ``+z`` for class 1 and ``-z`` for class 0 — the "normal" evidence is the
   evidence against pneumonia. Scores are **logits**, not probabilities (the softmax couples the classes and
   saturates; Selvaraju et al. explain the pre-softmax score).
-* Every method runs the model in ``eval()`` mode (BatchNorm in train mode would change every map) and restores
-  the caller's mode; hooks are removed even when an exception is raised.
+* Every method runs the model in eval mode (BatchNorm in train mode would change every map) through
+  :func:`explaining`: the caller's model keeps its mode (a thread-private view that shares the weights is used
+  when it is not in eval mode already, and whenever Captum installs hooks), and the hooks a method installs see
+  only that call's own forward passes, so one model object may serve many threads at once (the app does exactly
+  that). Hooks are removed even when an exception is raised.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Iterator, Sequence
 
 import torch
@@ -23,9 +27,11 @@ import torch.nn as nn
 
 from ..data.transforms import Preprocess
 from ..models.layers import get_config, get_layer, target_layer
+from ..models.views import eval_view, in_eval
+from ..errors import XcxrValueError
 
-__all__ = ["eval_mode", "capture", "Captured", "pass_batch_size", "CPU_BATCH", "ACCELERATOR_BATCH", "resolve_layer", "class_scores", "resolve_classes", "prepare",
-           "num_classes"]
+__all__ = ["explaining", "capture", "Captured", "pass_batch_size", "CPU_BATCH", "ACCELERATOR_BATCH", "resolve_layer",
+           "class_scores", "resolve_classes", "prepare", "num_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +51,28 @@ def pass_batch_size(device: torch.device) -> int:
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` (and every sub-module) in eval mode; restore each module's own mode afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes.items():
-            m.training = training
+def explaining(model: nn.Module, grad: bool = True, foreign_hooks: bool = False) -> Iterator[nn.Module]:
+    """The module an explanation runs: ``model`` in eval mode, safe while other threads use ``model``.
+
+    Yields ``model`` itself when it is already in eval mode (the app's shared models) and the caller installs only
+    hooks that ignore other threads (:func:`capture`); otherwise a thread-private eval-mode view of it
+    (:func:`lib.models.eval_view`, the same weights) — always with ``foreign_hooks=True``, for code that installs
+    hooks of its own (Captum). Either way the shared model's ``training`` flags are never written, and no hook of
+    this call sees another thread's forward pass, so any number of threads may explain and run one model object at
+    once. With ``grad=True`` autograd is on inside, even when the caller is under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` (gradient methods need it); with ``grad=False`` the caller's grad mode is kept.
+
+    Example:
+        >>> with explaining(model) as m:          # model: shared, in any mode
+        ...     logits = m(x)                     # eval-mode forward; model.training is untouched
+    """
+    net = eval_view(model) if foreign_hooks else in_eval(model)
+    with contextlib.ExitStack() as stack:
+        if grad:
+            if torch.is_inference_mode_enabled():
+                stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+        yield net
 
 
 class Captured(dict):
@@ -77,14 +96,20 @@ def capture(modules: dict[str, nn.Module]) -> Iterator[Captured]:
     """Forward hooks that store each named module's output in the yielded dict; always removed on exit.
 
     Only a forward hook is used: gradients are taken later with ``torch.autograd.grad`` on the stored tensor,
-    which works with in-place activations where full backward hooks fail.
+    which works with in-place activations where full backward hooks fail. The hooks record only forward passes
+    run by the thread that installed them: another thread running the same model meanwhile is not recorded.
     """
     store = Captured()
     handles = []
+    owner = threading.get_ident()
+
+    def hook(name: str, out: object) -> None:
+        if threading.get_ident() == owner:
+            store.put(name, out)
+
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, out, name=name: store.put(name, out)))
+            handles.append(module.register_forward_hook(lambda _m, _i, out, name=name: hook(name, out)))
         yield store
     finally:
         for h in handles:
@@ -112,7 +137,7 @@ def resolve_classes(model: nn.Module, classes: int | Sequence[int] | None) -> li
         return list(range(k))
     out = [classes] if isinstance(classes, int) else list(classes)
     if not out or any(not isinstance(c, int) or not 0 <= c < k for c in out):
-        raise ValueError(f"classes must be indices in 0..{k - 1} ({get_config(model)['labels']}), got {classes!r}")
+        raise XcxrValueError(f"classes must be indices in 0..{k - 1} ({get_config(model)['labels']}), got {classes!r}")
     return out
 
 

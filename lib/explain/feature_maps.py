@@ -1,7 +1,8 @@
 """The image as it passes through the layers: activations after each block/stage, top-k channels, as grids.
 
 :func:`feature_maps` runs **one** image through the model once (eval mode, no gradients), with forward hooks
-(:func:`lib.explain.core.capture`, removed on exit) on the model's stages:
+(:func:`lib.explain.core.capture`, removed on exit) on the stages the model's config lists as ``feature_stages``
+(each model file declares them; for the zoo):
 
 =================================  ===============================================================================
 model                              stages (module names, in forward order)
@@ -41,7 +42,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..models.layers import get_config, get_layer
-from .core import capture, eval_mode
+from .core import capture, explaining
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["feature_maps", "default_stages", "feature_map_grid", "feature_maps_figure", "FeatureStage"]
 
@@ -59,19 +61,18 @@ class FeatureStage(NamedTuple):
 
 
 def default_stages(model: nn.Module) -> list[str]:
-    """The stage names :func:`feature_maps` uses for ``model`` (see the module docstring's table).
+    """The stage names :func:`feature_maps` uses for ``model``: its config's ``feature_stages``.
 
     Example:
         >>> default_stages(create_model("resnet18_scratch"))
         ['act1', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4']
     """
-    names = dict(model.named_modules())
-    if all(n in names for n in ("act1", "maxpool", "layer1", "layer4")):  # timm ResNet
-        return ["act1", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    for seq in ("features", "layers"):  # the course CNN and report CNNs / the report DNNs
-        if isinstance(names.get(seq), nn.Sequential):
-            return [f"{seq}.{i}" for i in range(len(names[seq]))]
-    raise ValueError(f"no default stages for {get_config(model)['architecture']}; pass stages=[module names]")
+    cfg = get_config(model)
+    stages = cfg.get("feature_stages")
+    if not stages:
+        raise XcxrValueError(f"{cfg['architecture']} declares no feature_stages in its config; pass stages=[module "
+                             "names]")
+    return list(stages)
 
 
 @torch.no_grad()
@@ -95,34 +96,35 @@ def feature_maps(model: nn.Module, image: torch.Tensor, top_k: int = 8,
         ('layers.0', (5,))
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        raise XcxrValueError(f"top_k must be a positive int, got {top_k!r}")
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
-        raise TypeError("image must be a model-ready float tensor (1, C, H, W); use lib.explain.core.prepare")
+        raise XcxrTypeError("image must be a model-ready float tensor (1, C, H, W); use lib.explain.core.prepare")
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or len(image) != 1:
-        raise ValueError(f"image must be ONE image (1, C, H, W) or (C, H, W), got {tuple(image.shape)}")
+        raise XcxrValueError(f"image must be ONE image (1, C, H, W) or (C, H, W), got {tuple(image.shape)}")
     names = list(stages) if stages is not None else default_stages(model)
     if not names:
-        raise ValueError("stages must name at least one module")
-    modules = {n: get_layer(model, n) for n in names}  # ValueError naming the choices for an unknown name
-    with eval_mode(model), capture(modules) as store:
-        model(image)
+        raise XcxrValueError("stages must name at least one module")
+    for n in names:
+        get_layer(model, n)  # ValueError naming the choices for an unknown name
+    with explaining(model, grad=False) as net, capture({n: get_layer(net, n) for n in names}) as store:
+        net(image)
     out = []
     for n in names:
         if n not in store:
-            raise ValueError(f"stage {n!r} did not run in the forward pass; pick a module the model uses")
+            raise XcxrValueError(f"stage {n!r} did not run in the forward pass; pick a module the model uses")
         if store[n]._version != store.versions.get(n, store[n]._version):
             # e.g. a ResNet block's bn2, overwritten by the in-place `+= shortcut` and ReLU that follow it
-            raise ValueError(f"the output of stage {n!r} is modified in place later in the forward pass, so the "
-                             "captured maps are not that module's; pick the enclosing block or its activation")
+            raise XcxrValueError(f"the output of stage {n!r} is modified in place later in the forward pass, so the "
+                                 "captured maps are not that module's; pick the enclosing block or its activation")
         a = store[n][0].detach().float().cpu()
         if a.ndim == 3:    # (C, h, w): rank channels by their mean over the map
             score = a.mean(dim=(1, 2))
         elif a.ndim == 1:  # (units,): a fully connected layer, the unit's value is its mean
             score = a
         else:
-            raise ValueError(f"stage {n!r} outputs shape {tuple(store[n].shape)}; expected (1, C, h, w) or (1, units)")
+            raise XcxrValueError(f"stage {n!r} outputs shape {tuple(store[n].shape)}; expected (1, C, h, w) or (1, units)")
         idx = torch.topk(score, min(top_k, len(score))).indices
         out.append(FeatureStage(n, a[idx].clone(), idx.tolist()))
     return out
@@ -142,14 +144,14 @@ def feature_map_grid(maps: torch.Tensor, ncols: int | None = None, scale: str = 
         (66, 134, 3)
     """
     if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
+        raise XcxrValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
     if not isinstance(tile, int) or tile < 1:
-        raise ValueError(f"tile must be a positive int, got {tile!r}")
+        raise XcxrValueError(f"tile must be a positive int, got {tile!r}")
     maps = torch.as_tensor(maps).detach().float().cpu()
     if maps.ndim == 1:
         return _bars(maps, tile)
     if maps.ndim != 3 or len(maps) == 0:
-        raise ValueError(f"maps must have shape (k, h, w) or (k,), got {tuple(maps.shape)}")
+        raise XcxrValueError(f"maps must have shape (k, h, w) or (k,), got {tuple(maps.shape)}")
     k = len(maps)
     ncols = ncols or math.ceil(math.sqrt(k))
     big = F.interpolate(maps[:, None], size=(tile, tile), mode="nearest")[:, 0]
@@ -192,9 +194,9 @@ def feature_maps_figure(stages: Sequence[FeatureStage], cmap: str = "viridis", s
         >>> fig = feature_maps_figure(feature_maps(m, x), title="pneumonia_cnn, one test image")
     """
     if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
+        raise XcxrValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
     if not stages:
-        raise ValueError("stages must not be empty")
+        raise XcxrValueError("stages must not be empty")
     k = max(len(s.channels) for s in stages)
     fig = Figure(figsize=(1.5 * k + 1.2, 1.6 * len(stages) + (0.4 if title else 0)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)

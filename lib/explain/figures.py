@@ -34,9 +34,10 @@ from matplotlib.figure import Figure
 from ..models.layers import get_config
 from ..models.outputs import positive_probability
 from .attribution import attribute, list_methods
-from .core import eval_mode, prepare
+from .core import explaining, prepare
 from .gradcam import gradcam
 from .overlay import as_grey_uint8, overlay
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["gradcam_figure", "saliency_outcomes_figure", "OUTCOMES"]
 
@@ -49,18 +50,18 @@ _SALIENCY_SCALES = ("shared", "per_map")
 def _as_uint8_batch(images: Any, name: str = "images") -> torch.Tensor:
     t = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images.detach().cpu()
     if t.dtype != torch.uint8:
-        raise TypeError(f"{name} must be uint8 grey images (N, 1, H, W), got dtype {t.dtype}")
+        raise XcxrTypeError(f"{name} must be uint8 grey images (N, 1, H, W), got dtype {t.dtype}")
     if t.ndim == 3:  # (N, H, W)
         t = t[:, None]
     if t.ndim != 4 or t.shape[1] != 1 or len(t) == 0:
-        raise ValueError(f"{name} must have shape (N, 1, H, W) with N ≥ 1, got {tuple(t.shape)}")
+        raise XcxrValueError(f"{name} must have shape (N, 1, H, W) with N ≥ 1, got {tuple(t.shape)}")
     return t
 
 
 @torch.no_grad()
 def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with eval_mode(model):
-        return positive_probability(model(x)).float().cpu()
+    with explaining(model, grad=False) as net:
+        return positive_probability(net(x)).float().cpu()
 
 
 def gradcam_figure(model: nn.Module, images_uint8: Any, labels: Sequence[int] | None = None,
@@ -89,13 +90,13 @@ def gradcam_figure(model: nn.Module, images_uint8: Any, labels: Sequence[int] | 
         >>> fig.savefig("gradcam_10x2.png")
     """
     if normalise not in _GRADCAM_SCALES:
-        raise ValueError(f"normalise must be one of {list(_GRADCAM_SCALES)}, got {normalise!r}")
+        raise XcxrValueError(f"normalise must be one of {list(_GRADCAM_SCALES)}, got {normalise!r}")
     imgs = _as_uint8_batch(images_uint8, "images_uint8")
     n = len(imgs)
     if labels is not None:
         labels = [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
         if len(labels) != n:
-            raise ValueError(f"labels must have one entry per image ({n}), got {len(labels)}")
+            raise XcxrValueError(f"labels must have one entry per image ({n}), got {len(labels)}")
     cfg = get_config(model)
     names = cfg["labels"]
     x = prepare(model, imgs)
@@ -172,17 +173,17 @@ def saliency_outcomes_figure(model: nn.Module, examples: Mapping[str, Any], meth
     """
     unknown = sorted(set(examples) - set(OUTCOMES))
     if unknown:
-        raise ValueError(f"examples keys must be among {list(OUTCOMES)}, got {unknown}")
+        raise XcxrValueError(f"examples keys must be among {list(OUTCOMES)}, got {unknown}")
     if method not in list_methods():
-        raise ValueError(f"method must be one of {list_methods()}, got {method!r}")
+        raise XcxrValueError(f"method must be one of {list_methods()}, got {method!r}")
     if normalise not in _SALIENCY_SCALES:
-        raise ValueError(f"normalise must be one of {list(_SALIENCY_SCALES)}, got {normalise!r}")
+        raise XcxrValueError(f"normalise must be one of {list(_SALIENCY_SCALES)}, got {normalise!r}")
     if target != "predicted" and target not in (0, 1):
-        raise ValueError(f"target must be 'predicted', 0 or 1, got {target!r}")
+        raise XcxrValueError(f"target must be 'predicted', 0 or 1, got {target!r}")
     if not 0.0 < float(clip_percentile) <= 100.0:
-        raise ValueError(f"clip_percentile must be in (0, 100], got {clip_percentile!r}")
+        raise XcxrValueError(f"clip_percentile must be in (0, 100], got {clip_percentile!r}")
     if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        raise XcxrValueError(f"threshold must be in [0, 1], got {threshold!r}")
     cfg = get_config(model)
     names = cfg["labels"]
     present = [k for k in OUTCOMES if examples.get(k) is not None]

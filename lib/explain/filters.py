@@ -39,6 +39,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from ..models.layers import first_layer, get_config
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["filter_grid", "filter_weights", "filter_summary", "FilterView"]
 
@@ -66,10 +67,10 @@ def filter_weights(model: nn.Module) -> tuple[str, torch.Tensor]:
         cfg = get_config(model)
         c, s = int(cfg["in_chans"]), int(cfg["img_size"])
         if w.shape[1] != c * s * s:
-            raise ValueError(f"{name}: {w.shape[1]} inputs do not match in_chans×img_size² = {c}×{s}²")
+            raise XcxrValueError(f"{name}: {w.shape[1]} inputs do not match in_chans×img_size² = {c}×{s}²")
         return name, w.reshape(w.shape[0], c, s, s)   # the order Flatten used: channel, row, column
     if w.ndim != 4:
-        raise TypeError(f"first layer {name!r} is a {type(layer).__name__}; expected Conv2d or Linear")
+        raise XcxrTypeError(f"first layer {name!r} is a {type(layer).__name__}; expected Conv2d or Linear")
     return name, w
 
 
@@ -144,13 +145,13 @@ def filter_grid(model: nn.Module, per_channel: bool = True, scale: str = "common
         (92, 92, 3)
     """
     if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
+        raise XcxrValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
     if isinstance(max_filters, bool) or not isinstance(max_filters, int) or max_filters < 1:
-        raise ValueError(f"max_filters must be a positive int, got {max_filters!r}")
+        raise XcxrValueError(f"max_filters must be a positive int, got {max_filters!r}")
     if zoom is not None and (not isinstance(zoom, int) or zoom < 1):
-        raise ValueError(f"zoom must be a positive int or None, got {zoom!r}")
+        raise XcxrValueError(f"zoom must be a positive int or None, got {zoom!r}")
     if not isinstance(gap, int) or gap < 0:
-        raise ValueError(f"gap must be a non-negative int, got {gap!r}")
+        raise XcxrValueError(f"gap must be a non-negative int, got {gap!r}")
     colour_map = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
     name, w = filter_weights(model)
     w = w[:max_filters]

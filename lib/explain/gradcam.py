@@ -54,15 +54,16 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from ..models.layers import get_config
-from .core import capture, class_scores, eval_mode, resolve_classes, resolve_layer
+from ..models.layers import get_config, get_layer
+from .core import capture, class_scores, explaining, resolve_classes, resolve_layer
 from .postprocess import NORMALISE_MODES, UPSAMPLE_MODES, postprocess
 from .postprocess import upsample as _upsample
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["METHODS", "gradcam", "gradcam_reference", "cam_head"]
 
@@ -96,14 +97,16 @@ def gradcam_reference(model: nn.Module, images: torch.Tensor, classes: int | Seq
     Example:
         >>> maps = gradcam_reference(create_model("cnn1"), torch.randn(2, 1, 224, 224), classes=[0, 1])
     """
-    name, module, classes = _check(model, images, classes, layer, method, upsample)
-    with _explaining(model), capture({name: module}) as store:
-        x = _as_input(images)
-        logits = model(x)                                          # 1. forward pass; the hook keeps the maps A
+    classes = _check(model, images, classes, layer, method, upsample)
+    with explaining(model) as net:                                 #    eval mode, thread-private hooks
+        name, module = resolve_layer(net, layer)
+        with capture({name: module}) as store:
+            x = _as_input(images)
+            logits = net(x)                                        # 1. forward pass; the hook keeps the maps A
         A = _captured(store, name)                                 #    A: (B, channels, h, w)
         maps = []
         for c in classes:
-            y_c = class_scores(model, logits, [c])[:, 0]           # 2. the target class's score: its logit (B,)
+            y_c = class_scores(net, logits, [c])[:, 0]             # 2. the target class's score: its logit (B,)
             dA, = torch.autograd.grad(y_c.sum(), A, retain_graph=True)   # 3. dy_c/dA; the sum keeps images apart
             if method == "gradcam":
                 alpha = dA.mean(dim=(2, 3), keepdim=True)          # 4. channel weights: mean over height, width
@@ -161,22 +164,28 @@ def gradcam(model: nn.Module, images: torch.Tensor, classes: int | Sequence[int]
         >>> normal, pneumonia = maps.unbind(1)
     """
     if normalise not in NORMALISE_MODES:
-        raise ValueError(f"normalise must be one of {NORMALISE_MODES}, got {normalise!r}")
+        raise XcxrValueError(f"normalise must be one of {NORMALISE_MODES}, got {normalise!r}")
     if not fast:
         maps = gradcam_reference(model, images, classes, layer, method=method, relu=relu, upsample=upsample)
         return postprocess(maps, relu=False, upsample_mode=None, normalise_mode=normalise)
-    name, module, classes = _check(model, images, classes, layer, method, upsample)
-    head = cam_head(model, name)
-    with _explaining(model), capture({name: module}) as store:
-        x = _as_input(images)
-        with torch.no_grad() if head is not None else contextlib.nullcontext():
-            logits = model(x)                                       # the one forward pass
+    classes = _check(model, images, classes, layer, method, upsample)
+    with explaining(model) as net:                                  # eval mode, thread-private hooks
+        name, module = resolve_layer(net, layer)
+        head = cam_head(net, name)
+        with capture({name: module}) as store:
+            x = _as_input(images)
+            with torch.no_grad() if head is not None else contextlib.nullcontext():
+                logits = net(x)                                     # the one forward pass
         A = _captured(store, name)
         h, w = A.shape[-2:]
         # Class scores are linear in the logits: score_k = sum_j M[k, j] logit_j (M picks a logit, or negates the
         # single logit of a sigmoid model), so their gradients are the same combinations of the logits' gradients.
         n_logits = logits.shape[1]
-        M = class_scores(model, torch.eye(n_logits, dtype=A.dtype, device=A.device), classes).T   # (classes, logits)
+        M = class_scores(net, torch.eye(n_logits, dtype=A.dtype, device=A.device), classes).T   # (classes, logits)
+        if head is not None and head.in_features != A.shape[1]:
+            raise XcxrValueError(f"{get_config(net)['architecture']} declares cam_head {get_config(net)['cam_head']!r} "
+                                 f"with {head.in_features} inputs, but layer {name!r} has {A.shape[1]} channels; "
+                                 "fix the model's config (cam_head must be the linear layer right after the pooling)")
         if head is not None:
             # CAM identity: dy/dA_kij = W_jk / (h·w) at every position, so no backward pass is needed.
             grad = (M @ head.weight.to(A.dtype)) / (h * w)                               # (classes, channels)
@@ -210,42 +219,24 @@ def _logit_gradients(logits: torch.Tensor, A: torch.Tensor, used: list[int]) -> 
 def cam_head(model: nn.Module, layer: str) -> nn.Linear | None:
     """The linear head when ``layer``'s maps feed global average pooling and then that head directly, else ``None``.
 
-    Detected from the structure (the class and its ``forward`` code, the layer name, the pooling and head types),
-    never from values, for the two zoo families where it holds:
-
-    * :class:`~lib.models.pneumonia_cnn.PneumoniaCNN`: ``features.<last>`` → ``AdaptiveAvgPool2d(1)`` → Dropout
-      (identity in eval mode) → ``Linear``;
-    * timm ``ResNet``: ``layer4`` → ``global_pool`` (average) → dropout (identity in eval mode) → ``fc``.
-
-    A subclass that overrides ``forward`` is not trusted. Then Grad-CAM weights are ``W / (h·w)`` (CAM).
+    A model declares this in its config: ``cam_head`` names the head (``"head"`` for ``pneumonia_cnn``: last
+    ``features`` block → ``AdaptiveAvgPool2d(1)`` → Dropout → ``Linear``; ``"fc"`` for the timm ResNet18s:
+    ``layer4`` → average ``global_pool`` → ``fc``), and the identity holds for its ``target_layer``. Dropout is the
+    identity in eval mode, which Grad-CAM always uses. Then Grad-CAM's channel weights are ``W / (h·w)`` (CAM,
+    Zhou et al. 2016) and no backward pass is needed; the tests check that these maps equal the seven steps'.
 
     Example:
         >>> cam_head(create_model("pneumonia_cnn"), "features.2")
         Linear(in_features=32, out_features=2, bias=True)
+        >>> cam_head(create_model("pneumonia_cnn"), "features.1") is None      # not the layer before the pooling
+        True
     """
-    from ..models.pneumonia_cnn import PneumoniaCNN
-
-    if isinstance(model, PneumoniaCNN):
-        ok = (type(model).forward is PneumoniaCNN.forward and layer == f"features.{len(model.features) - 1}"
-              and _is_global_avg(model.pool) and isinstance(model.dropout, nn.Dropout))
-        return model.head if ok and isinstance(model.head, nn.Linear) else None
-    try:
-        from timm.layers import SelectAdaptivePool2d
-        from timm.models.resnet import ResNet
-    except ImportError:  # pragma: no cover - timm is a dependency of the zoo
+    cfg = get_config(model)
+    name = cfg.get("cam_head")
+    if not name or layer != cfg.get("target_layer"):
         return None
-    if isinstance(model, ResNet):
-        ok = (type(model).forward is ResNet.forward and type(model).forward_features is ResNet.forward_features
-              and type(model).forward_head is ResNet.forward_head and layer == "layer4"
-              and isinstance(model.global_pool, SelectAdaptivePool2d)
-              and model.global_pool.pool_type in ("avg", "fast", "fastavg")
-              and (model.global_pool.pool_type != "avg" or _is_global_avg(model.global_pool.pool)))
-        return model.fc if ok and isinstance(model.fc, nn.Linear) else None
-    return None
-
-
-def _is_global_avg(pool: nn.Module) -> bool:
-    return isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
+    head = get_layer(model, name)
+    return head if isinstance(head, nn.Linear) else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -253,56 +244,45 @@ def _is_global_avg(pool: nn.Module) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 
 def _check(model: nn.Module, images: torch.Tensor, classes: int | Sequence[int] | None, layer: str | None,
-           method: str, upsample: str | None) -> tuple[str, nn.Module, list[int]]:
+           method: str, upsample: str | None) -> list[int]:
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise XcxrValueError(f"method must be one of {METHODS}, got {method!r}")
     if upsample is not None and upsample not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES} or None (layer resolution), got {upsample!r}")
+        raise XcxrValueError(f"upsample must be one of {UPSAMPLE_MODES} or None (layer resolution), got {upsample!r}")
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
         got = f"{images.dtype} tensor of shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) \
             else type(images).__name__
-        raise TypeError(f"images must be model-ready float images (B, C, H, W) (use lib.explain.prepare for uint8 "
-                        f"images; add a batch axis with images[None]); got {got}")
+        raise XcxrTypeError(f"images must be model-ready float images (B, C, H, W) (use lib.explain.prepare for uint8 "
+                            f"images; add a batch axis with images[None]); got {got}")
     cfg = get_config(model)
     if images.shape[1] != cfg.get("in_chans", images.shape[1]):
-        raise ValueError(f"images have {images.shape[1]} channels but {cfg['architecture']} takes {cfg['in_chans']} "
-                         "(its config's in_chans); preprocess them with lib.explain.prepare")
-    name, module = resolve_layer(model, layer)
+        raise XcxrValueError(f"images have {images.shape[1]} channels but {cfg['architecture']} takes {cfg['in_chans']} "
+                             "(its config's in_chans); preprocess them with lib.explain.prepare")
+    resolve_layer(model, layer)  # an unknown layer is an error before any work
     if any(p.is_inference() for p in model.parameters()):
-        raise ValueError("the model's parameters were created under torch.inference_mode(), so autograd cannot "
-                         "use them; build or load the model outside inference_mode to compute Grad-CAM")
-    return name, module, resolve_classes(model, classes)
-
-
-@contextlib.contextmanager
-def _explaining(model: nn.Module) -> Iterator[None]:
-    """Eval mode (restored after) and autograd on, even inside the caller's ``no_grad`` / ``inference_mode``."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        if torch.is_inference_mode_enabled():
-            stack.enter_context(torch.inference_mode(False))
-        stack.enter_context(torch.enable_grad())
-        yield
+        raise XcxrValueError("the model's parameters were created under torch.inference_mode(), so autograd cannot "
+                             "use them; build or load the model outside inference_mode to compute Grad-CAM")
+    return resolve_classes(model, classes)
 
 
 def _as_input(images: torch.Tensor) -> torch.Tensor:
     # A fresh leaf that requires grad: then A requires grad even when every parameter is frozen; clone() turns an
-    # inference-mode tensor into a normal one (call inside _explaining, i.e. outside inference mode).
+    # inference-mode tensor into a normal one (call inside explaining(), i.e. outside inference mode).
     return (images.clone() if images.is_inference() else images.detach()).requires_grad_(True)
 
 
 def _captured(store: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     if name not in store:
-        raise ValueError(f"layer {name!r} did not run in the forward pass; pick a layer the model uses")
+        raise XcxrValueError(f"layer {name!r} did not run in the forward pass; pick a layer the model uses")
     A = store[name]
     if not isinstance(A, torch.Tensor) or A.ndim != 4:
         shape = tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__
-        raise ValueError(f"layer {name!r} outputs {shape}; Grad-CAM needs a layer with (B, channels, h, w) feature "
-                         "maps (a conv layer or block)")
+        raise XcxrValueError(f"layer {name!r} outputs {shape}; Grad-CAM needs a layer with (B, channels, h, w) feature "
+                             "maps (a conv layer or block)")
     if A._version != getattr(store, "versions", {}).get(name, A._version):
-        raise ValueError(f"the output of layer {name!r} is modified in place later in the forward pass (e.g. by "
-                         "'+=' or an in-place ReLU), so its captured maps are not that layer's; pick the module "
-                         "after the in-place operation (e.g. the block's activation or the whole block)")
+        raise XcxrValueError(f"the output of layer {name!r} is modified in place later in the forward pass (e.g. by "
+                             "'+=' or an in-place ReLU), so its captured maps are not that layer's; pick the module "
+                             "after the in-place operation (e.g. the block's activation or the whole block)")
     return A
 
 

@@ -11,7 +11,8 @@ Caching, and why it is keyed the way it is:
   or re-loaded from disk, is never served stale probabilities, and that the same weights loaded twice share one
   entry. Hashing costs a few tens of milliseconds for ResNet18 and the test split — far less than a forward pass
   over the split; the pixel hash is remembered per tensor version (``Tensor._version`` counts in-place writes).
-  The newest :data:`MEMORY_CACHE_SIZE` entries are kept.
+  The newest :data:`MEMORY_CACHE_SIZE` entries are kept. Thread-safe: when many threads ask for the same
+  model and split at once (a class opening the Outcomes tab), one computes and the others wait for its result.
 * **On disk** (opt-in, ``cache_dir=…``): one small ``predictions-<key>.npz`` per key — the same content key, which
   equals hashing the model's ``model.safetensors`` tensors and the decoded files. Useful for the app, which
   restarts; the file is checked against the data set's paths and labels on load and rebuilt if it does not match.
@@ -42,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +58,7 @@ from ..data.datasets import ImageSet
 from ..metrics import optimal_thresholds
 from ..models.layers import get_config
 from ..models.outputs import predict_proba
+from ..errors import XcxrKeyError, XcxrTypeError, XcxrValueError
 
 __all__ = ["Predictions", "Outcomes", "predict_split", "outcomes", "threshold_presets", "clear_prediction_cache",
            "OUTCOMES", "MEMORY_CACHE_SIZE"]
@@ -69,6 +72,8 @@ MEMORY_CACHE_SIZE = 16
 _CACHE_VERSION = 1
 
 _MEMORY: "OrderedDict[str, Predictions]" = OrderedDict()
+_MEMORY_LOCK = threading.Lock()                    # guards _MEMORY and _COMPUTING
+_COMPUTING: dict[str, threading.Lock] = {}         # key → held while one thread computes that key
 # Pixel hashes per tensor (by identity: tensors compare element-wise, so a plain WeakKeyDictionary cannot hold
 # them), invalidated by the tensor's version counter, which every in-place write bumps.
 _TENSOR_HASHES: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -139,7 +144,7 @@ class Outcomes:
     def __getitem__(self, name: str) -> list[int]:
         """The sorted index list of one outcome: ``res["FP"]``."""
         if name not in OUTCOMES:
-            raise KeyError(f"outcome must be one of {OUTCOMES}, got {name!r}")
+            raise XcxrKeyError(f"outcome must be one of {OUTCOMES}, got {name!r}")
         return getattr(self, name.lower())
 
     def rows(self) -> list[dict[str, Any]]:
@@ -225,23 +230,44 @@ def predict_split(model: nn.Module, dataset: ImageSet, batch_size: int = 128,
         array([0.03, 0.12, 0.91])
     """
     if not isinstance(dataset, ImageSet):
-        raise TypeError(f"dataset must be a lib.data.ImageSet, got {type(dataset).__name__}")
+        raise XcxrTypeError(f"dataset must be a lib.data.ImageSet, got {type(dataset).__name__}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise XcxrValueError(f"batch_size must be a positive int, got {batch_size!r}")
     cfg = get_config(model)
     size = cfg.get("img_size")
     if size and tuple(dataset.images.shape[-2:]) != (size, size):
-        raise ValueError(f"the images are {tuple(dataset.images.shape[-2:])} but {cfg['architecture']} takes "
-                         f"{size}×{size}: load the split with img_size={size}")
+        raise XcxrValueError(f"the images are {tuple(dataset.images.shape[-2:])} but {cfg['architecture']} takes "
+                             f"{size}×{size}: load the split with img_size={size}")
     key = f"{_model_fingerprint(model)}-{_dataset_fingerprint(dataset)}"
     threshold = cfg.get("threshold")
     model_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
-    if use_cache and key in _MEMORY:
+    if use_cache and (cached := _cached(key, model_threshold)) is not None:
+        return cached
+    with _MEMORY_LOCK:
+        computing = _COMPUTING.setdefault(key, threading.Lock())
+    with computing:  # one thread per key computes; the others wait here, then find its result in memory
+        try:
+            if use_cache and (cached := _cached(key, model_threshold)) is not None:
+                return cached
+            return _compute(model, dataset, key, model_threshold, batch_size, cache_dir, use_cache)
+        finally:
+            with _MEMORY_LOCK:
+                if _COMPUTING.get(key) is computing:
+                    del _COMPUTING[key]
+
+
+def _cached(key: str, model_threshold: float | None) -> Predictions | None:
+    with _MEMORY_LOCK:
+        cached = _MEMORY.get(key)
+        if cached is None:
+            return None
         _MEMORY.move_to_end(key)
-        cached = _MEMORY[key]
-        # the stored threshold is config, not output: same weights and data, maybe another threshold
-        return cached if cached.model_threshold == model_threshold else replace(cached,
-                                                                                model_threshold=model_threshold)
+    # the stored threshold is config, not output: same weights and data, maybe another threshold
+    return cached if cached.model_threshold == model_threshold else replace(cached, model_threshold=model_threshold)
+
+
+def _compute(model: nn.Module, dataset: ImageSet, key: str, model_threshold: float | None, batch_size: int,
+             cache_dir: str | os.PathLike | None, use_cache: bool) -> Predictions:
     file = Path(cache_dir) / f"predictions-{key}.npz" if cache_dir is not None else None
     prob = _read_disk(file, dataset) if (use_cache and file is not None) else None
     if prob is None:
@@ -254,9 +280,10 @@ def predict_split(model: nn.Module, dataset: ImageSet, batch_size: int = 128,
                        label=dataset.labels.numpy().astype(np.int64).copy(), probability=prob,
                        patient_id=list(dataset.patient_ids), classes=list(dataset.classes),
                        model_threshold=model_threshold, key=key)
-    _MEMORY[key] = pred
-    while len(_MEMORY) > MEMORY_CACHE_SIZE:
-        _MEMORY.popitem(last=False)
+    with _MEMORY_LOCK:
+        _MEMORY[key] = pred
+        while len(_MEMORY) > MEMORY_CACHE_SIZE:
+            _MEMORY.popitem(last=False)
     return pred
 
 
@@ -277,7 +304,7 @@ def _read_disk(file: Path, dataset: ImageSet) -> np.ndarray | None:
 def _write_disk(file: Path, dataset: ImageSet, prob: np.ndarray) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}.npz")
+        tmp = file.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}.npz")  # one per writer
         np.savez(tmp, probability=prob, label=dataset.labels.numpy(), path=np.array(dataset.paths, dtype=str),
                  version=np.array(_CACHE_VERSION))
         os.replace(tmp, file)  # atomic: a reader never sees half a file
@@ -287,7 +314,8 @@ def _write_disk(file: Path, dataset: ImageSet, prob: np.ndarray) -> None:
 
 def clear_prediction_cache() -> None:
     """Forget the predictions held in memory (files in a ``cache_dir`` stay)."""
-    _MEMORY.clear()
+    with _MEMORY_LOCK:
+        _MEMORY.clear()
 
 
 def outcomes(pred: Predictions, threshold: float) -> Outcomes:
@@ -312,10 +340,10 @@ def outcomes(pred: Predictions, threshold: float) -> Outcomes:
         [0.97, 0.95]
     """
     if not isinstance(pred, Predictions):
-        raise TypeError(f"pred must come from predict_split (a Predictions), got {type(pred).__name__}")
+        raise XcxrTypeError(f"pred must come from predict_split (a Predictions), got {type(pred).__name__}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
             or not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        raise XcxrValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     t = float(threshold)
     p, y = pred.probability, pred.label
     yhat = (p >= t).astype(np.int64)
@@ -355,7 +383,7 @@ def threshold_presets(pred: Predictions) -> dict[str, float]:
         {'0.5': 0.5, 'f1': 0.41, 'gmean': 0.73, 'youden': 0.73, 'model': 0.73}
     """
     if not isinstance(pred, Predictions):
-        raise TypeError(f"pred must come from predict_split (a Predictions), got {type(pred).__name__}")
+        raise XcxrTypeError(f"pred must come from predict_split (a Predictions), got {type(pred).__name__}")
     presets: dict[str, float] = {"0.5": 0.5}
     presets.update({k: float(v) for k, v in optimal_thresholds(pred.label, pred.probability).items()})
     if pred.model_threshold is not None:

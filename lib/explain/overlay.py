@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["overlay", "overlay_figure", "to_png_bytes", "colorize", "as_grey_uint8", "as_heatmap"]
 
@@ -43,8 +44,8 @@ def _cmap(cmap: str | mcolors.Colormap) -> mcolors.Colormap:
     try:
         return matplotlib.colormaps[cmap]
     except KeyError:
-        raise ValueError(f"cmap must be a matplotlib colour map name (e.g. 'jet', 'viridis', 'inferno'), "
-                         f"got {cmap!r}") from None
+        raise XcxrValueError(f"cmap must be a matplotlib colour map name (e.g. 'jet', 'viridis', 'inferno'), "
+                             f"got {cmap!r}") from None
 
 
 def as_grey_uint8(image: Any) -> np.ndarray:
@@ -56,12 +57,12 @@ def as_grey_uint8(image: Any) -> np.ndarray:
     while a.ndim > 2 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2:
-        raise ValueError(f"grey image must have shape (H, W) or (1, H, W), got {np.shape(image)}")
+        raise XcxrValueError(f"grey image must have shape (H, W) or (1, H, W), got {np.shape(image)}")
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):  # [0, 1] intensities
         return np.clip(np.round(np.nan_to_num(a) * 255.0), 0, 255).astype(np.uint8)
-    raise TypeError(f"grey image must be uint8 (or float in [0, 1]), got dtype {a.dtype}")
+    raise XcxrTypeError(f"grey image must be uint8 (or float in [0, 1]), got dtype {a.dtype}")
 
 
 def as_heatmap(heatmap: Any, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -70,7 +71,7 @@ def as_heatmap(heatmap: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     while t.ndim > 2 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 2:
-        raise ValueError(f"heatmap must have shape (H, W), got {tuple(t.shape)}")
+        raise XcxrValueError(f"heatmap must have shape (H, W), got {tuple(t.shape)}")
     t = torch.nan_to_num(t.to(torch.float64))
     if size is not None and tuple(t.shape) != tuple(size):
         # bilinear, align_corners=False: the same upsampling the Grad-CAM paper and our gradcam use
@@ -82,7 +83,7 @@ def _limits(h: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[floa
     lo = float(h.min()) if vmin is None else float(vmin)
     hi = float(h.max()) if vmax is None else float(vmax)
     if hi < lo:
-        raise ValueError(f"vmax must be ≥ vmin, got vmin={lo}, vmax={hi}")
+        raise XcxrValueError(f"vmax must be ≥ vmin, got vmin={lo}, vmax={hi}")
     return lo, hi
 
 
@@ -121,7 +122,7 @@ def overlay(grey_uint8: Any, heatmap: Any, cmap: str | mcolors.Colormap = "jet",
         [128, 0, 0]
     """
     if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        raise XcxrValueError(f"alpha must be in [0, 1], got {alpha!r}")
     grey = as_grey_uint8(grey_uint8)
     colour = colorize(as_heatmap(heatmap, grey.shape), cmap, vmin, vmax)
     base = np.repeat(grey[..., None].astype(np.float64) / 255.0, 3, axis=-1)
@@ -178,7 +179,7 @@ def to_png_bytes(image: Figure | np.ndarray, dpi: int | None = None) -> bytes:
 
     a = np.asarray(image)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
-        raise TypeError(f"image must be a Figure or a uint8 array (H, W), (H, W, 3) or (H, W, 4); "
-                        f"got {a.dtype} {a.shape}")
+        raise XcxrTypeError(f"image must be a Figure or a uint8 array (H, W), (H, W, 3) or (H, W, 4); "
+                            f"got {a.dtype} {a.shape}")
     Image.fromarray(a).save(buf, format="png")
     return buf.getvalue()

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["UPSAMPLE_MODES", "NORMALISE_MODES", "EPS", "upsample", "normalise", "postprocess"]
 
@@ -45,7 +46,7 @@ EPS: float = 1e-7
 def _check_maps(maps: torch.Tensor, name: str = "maps") -> None:
     if not isinstance(maps, torch.Tensor) or not maps.is_floating_point() or maps.ndim != 4:
         got = f"{maps.dtype} tensor of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else type(maps)
-        raise TypeError(f"{name} must be a float tensor (B, K, H, W) (images × classes × height × width), got {got}")
+        raise XcxrTypeError(f"{name} must be a float tensor (B, K, H, W) (images × classes × height × width), got {got}")
 
 
 def upsample(maps: torch.Tensor, size: int | Sequence[int], mode: str = "bilinear", *,
@@ -68,7 +69,7 @@ def upsample(maps: torch.Tensor, size: int | Sequence[int], mode: str = "bilinea
     """
     _check_maps(maps)
     if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES} (or None = no upsampling), got {mode!r}")
+        raise XcxrValueError(f"upsample mode must be one of {UPSAMPLE_MODES} (or None = no upsampling), got {mode!r}")
     size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if tuple(maps.shape[-2:]) == size:
         return maps
@@ -100,7 +101,7 @@ def normalise(maps: torch.Tensor, mode: str = "per_map", eps: float = EPS) -> to
     """
     _check_maps(maps)
     if mode not in NORMALISE_MODES:
-        raise ValueError(f"normalise mode must be one of {NORMALISE_MODES}, got {mode!r}")
+        raise XcxrValueError(f"normalise mode must be one of {NORMALISE_MODES}, got {mode!r}")
     if mode == "none":
         return maps
     if mode == "per_map":
@@ -139,5 +140,5 @@ def postprocess(maps: torch.Tensor, size: int | Sequence[int] | None = None, *, 
     if size is not None and upsample_mode is not None:
         maps = upsample(maps, size, upsample_mode, clip_negative=relu)
     elif upsample_mode is not None and upsample_mode not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES} or None, got {upsample_mode!r}")
+        raise XcxrValueError(f"upsample mode must be one of {UPSAMPLE_MODES} or None, got {upsample_mode!r}")
     return normalise(maps, normalise_mode, eps)

@@ -68,7 +68,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
-from .core import ACCELERATOR_BATCH, CPU_BATCH, eval_mode, num_classes, pass_batch_size, resolve_classes
+from .core import ACCELERATOR_BATCH, CPU_BATCH, explaining, num_classes, pass_batch_size, resolve_classes
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["randomisation_blocks", "model_randomisation", "rank_correlation", "ssim",
            "perturbation_curves", "curve_auc", "deletion_insertion", "PerturbationResult", "ExplainFn", "CPU_BATCH",
@@ -91,8 +92,8 @@ def _gradcam(model: nn.Module, images: torch.Tensor, classes: Any) -> torch.Tens
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4 or not len(images):
-        raise TypeError("images must be a model-ready float tensor (B≥1, C, H, W) — use lib.explain.core.prepare "
-                        f"for uint8 images — got {type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
+        raise XcxrTypeError("images must be a model-ready float tensor (B≥1, C, H, W) — use lib.explain.core.prepare "
+                            f"for uint8 images — got {type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
 
 
 # --- 1. model-randomisation sanity check ----------------------------------------------------------------------
@@ -130,7 +131,7 @@ def randomisation_blocks(model: nn.Module) -> list[str]:
         else:
             blocks.append(f"{prefix}{name}")
     if not blocks:
-        raise ValueError(f"{type(model).__name__} has no parameters to randomise")
+        raise XcxrValueError(f"{type(model).__name__} has no parameters to randomise")
     return blocks
 
 
@@ -162,7 +163,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         tensor([1., 1.], dtype=torch.float64)
     """
     if a.shape != b.shape or a.ndim < 2:
-        raise ValueError(f"maps must have the same shape (..., H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise XcxrValueError(f"maps must have the same shape (..., H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
     lead = a.shape[:-2]
     x = a.detach().double().cpu().reshape(-1, a.shape[-2] * a.shape[-1]).numpy()
     y = b.detach().double().cpu().reshape(-1, b.shape[-2] * b.shape[-1]).numpy()
@@ -199,7 +200,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
         1.0
     """
     if a.shape != b.shape or a.ndim < 2:
-        raise ValueError(f"maps must have the same shape (..., H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise XcxrValueError(f"maps must have the same shape (..., H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
     lead, (h, w) = a.shape[:-2], a.shape[-2:]
     x = _minmax(a.detach().float().cpu()).reshape(-1, 1, h, w)
     y = _minmax(b.detach().float().cpu()).reshape(-1, 1, h, w)
@@ -259,12 +260,11 @@ def model_randomisation(model: nn.Module, images: torch.Tensor, classes: int | S
     modules = dict(work.named_modules())
     unknown = [n for n in names if n not in modules]
     if unknown:
-        raise ValueError(f"unknown block name(s) {unknown}; choices: {randomisation_blocks(work)}")
+        raise XcxrValueError(f"unknown block name(s) {unknown}; choices: {randomisation_blocks(work)}")
     devices = [images.device] if images.device.type == "cuda" else []
 
     def maps() -> torch.Tensor:
-        with eval_mode(work):
-            return explain(work, images, classes).detach().double().cpu()
+        return explain(work, images, classes).detach().double().cpu()  # explainers run their own eval view
 
     reference = maps()
     rows: list[dict[str, Any]] = []
@@ -342,7 +342,7 @@ def _baseline_images(images: torch.Tensor, baseline: str | float | torch.Tensor)
         sigma = max(images.shape[-2:]) / 16
         k = min(2 * int(3 * sigma) + 1, 2 * (min(images.shape[-2:]) // 2) - 1)  # odd, smaller than the image
         return gaussian_blur(images, [max(k, 1)] * 2, [sigma, sigma])
-    raise ValueError(f"baseline must be 'mean', 'blur', a float or a tensor (model space), got {baseline!r}")
+    raise XcxrValueError(f"baseline must be 'mean', 'blur', a float or a tensor (model space), got {baseline!r}")
 
 
 def _ranks(maps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -395,7 +395,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     """
     _check_images(images)
     if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        raise XcxrValueError(f"mode must be one of {_MODES}, got {mode!r}")
     steps, batch_size = _check_steps(steps), _check_batch(batch_size, images.device)
     b, h, w = len(images), images.shape[-2], images.shape[-1]
     cls = _per_image_classes(model, classes, b, images.device)
@@ -407,7 +407,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
 
 def _check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+        raise XcxrValueError(f"steps must be a positive int, got {steps!r}")
     return steps
 
 
@@ -415,7 +415,7 @@ def _check_batch(batch_size: int | None, device: torch.device) -> int:
     if batch_size is None:
         return pass_batch_size(device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise XcxrValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return batch_size
 
 
@@ -426,21 +426,21 @@ def _per_image_classes(model: nn.Module, classes: Any, b: int, device: torch.dev
         classes = [classes] * b
     classes = list(classes)
     if len(classes) != b:
-        raise ValueError(f"classes must be one index or one per image ({b}), got {len(classes)}")
+        raise XcxrValueError(f"classes must be one index or one per image ({b}), got {len(classes)}")
     resolve_classes(model, classes)  # ValueError for indices outside the model's labels
     return torch.tensor(classes, dtype=torch.long, device=device)
 
 
 def _one_map_per_image(maps: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
     if not isinstance(maps, torch.Tensor):
-        raise TypeError(f"maps must be a tensor (B, H, W), got {type(maps).__name__}")
+        raise XcxrTypeError(f"maps must be a tensor (B, H, W), got {type(maps).__name__}")
     if maps.ndim == 4:
         if maps.shape[1] != 1:
-            raise ValueError(f"maps must hold one map per image, (B, H, W) or (B, 1, H, W); got {tuple(maps.shape)} "
-                             "— select the explained class's map first")
+            raise XcxrValueError(f"maps must hold one map per image, (B, H, W) or (B, 1, H, W); got {tuple(maps.shape)} "
+                                 "— select the explained class's map first")
         maps = maps[:, 0]
     if maps.ndim != 3 or len(maps) != b:
-        raise ValueError(f"maps must have shape ({b}, H, W), got {tuple(maps.shape)}")
+        raise XcxrValueError(f"maps must have shape ({b}, H, W), got {tuple(maps.shape)}")
     if maps.shape[-2:] != (h, w):
         maps = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return maps
@@ -451,8 +451,8 @@ def _ends(model: nn.Module, images: torch.Tensor, base: torch.Tensor, batch_size
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of the intact images and of the all-baseline images ``(B, n_logits)`` each."""
     size = batch_size if batched else 1
-    with eval_mode(model):
-        return tuple(torch.cat([model(t[i:i + size]) for i in range(0, len(t), size)])  # type: ignore[return-value]
+    with explaining(model, grad=False) as net:
+        return tuple(torch.cat([net(t[i:i + size]) for i in range(0, len(t), size)])  # type: ignore[return-value]
                      for t in (images, base.contiguous()))
 
 
@@ -474,7 +474,7 @@ def _curves(model: nn.Module, images: torch.Tensor, base: torch.Tensor, ranks: t
     n_rows, inner = len(ranks), steps - 1
     out = torch.empty(n_rows, steps + 1, dtype=torch.float64)
 
-    with eval_mode(model):
+    with explaining(model, grad=False) as net:
         # ends of the curves, once per image: deletion goes intact → baseline, insertion baseline → intact
         logits_img, logits_base = ends if ends is not None else _ends(model, images, base, batch_size, batched)
         p_img = _class_probability(logits_img, classes).double().cpu()
@@ -497,7 +497,7 @@ def _curves(model: nn.Module, images: torch.Tensor, base: torch.Tensor, ranks: t
         size = batch_size if batched else 1
         for start in range(0, total, size):
             x, c = perturbed(torch.arange(start, min(start + size, total), device=dev))
-            probs[start:start + len(x)] = _class_probability(model(x), c).double().cpu()
+            probs[start:start + len(x)] = _class_probability(net(x), c).double().cpu()
         out[:, 1:steps] = probs.reshape(n_rows, inner)
     return (counts.double() / n_pix).numpy(), out.numpy()
 
@@ -506,7 +506,7 @@ def _random_maps(b: int, n: int, h: int, w: int, grid: int | None, generator: to
     if grid is None:
         return torch.rand(b * n, h, w, generator=generator)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"random_grid must be a positive int or None, got {grid!r}")
+        raise XcxrValueError(f"random_grid must be a positive int or None, got {grid!r}")
     coarse = torch.rand(b * n, 1, grid, grid, generator=generator)
     return F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
 
@@ -552,9 +552,9 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     _check_images(images)
     modes = [modes] if isinstance(modes, str) else list(modes)
     if not modes or any(m not in _MODES for m in modes):
-        raise ValueError(f"modes must be a non-empty list of {_MODES}, got {modes!r}")
+        raise XcxrValueError(f"modes must be a non-empty list of {_MODES}, got {modes!r}")
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0:
-        raise ValueError(f"n_random must be an int ≥ 0, got {n_random!r}")
+        raise XcxrValueError(f"n_random must be an int ≥ 0, got {n_random!r}")
     steps, batch_size = _check_steps(steps), _check_batch(batch_size, images.device)
     b, h, w = len(images), images.shape[-2], images.shape[-1]
 

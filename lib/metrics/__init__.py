@@ -1,7 +1,10 @@
 """Metrics for binary chest X-ray / CT classification (label 1 = positive class).
 
 ``core`` (scikit-learn only): :func:`binary_metrics`, :func:`roc_auc`, :func:`optimal_thresholds`
-(F1, G-mean, Youden), :func:`threshold_report`, :func:`patient_level`, :func:`evaluate_predictions`.
+(F1, G-mean, Youden), :func:`threshold_report`, :func:`patient_means` (per-patient mean probabilities),
+:func:`evaluate_predictions` (its per-patient sub-section is under the key :data:`PER_PATIENT`, ``"per_patient"``).
+``summary``: :func:`headline` — which section of a run's ``metrics.json`` is *the* result (test, else validation;
+per patient in a patient-level run), and :func:`per_patient_section`, which also reads files from before the rename.
 ``plots`` (matplotlib, Agg canvas): :func:`plot_roc`, :func:`plot_confusion_matrix`,
 :func:`plot_training_curves`, :func:`save_figure`. The plotting functions are imported on first use,
 so a training loop that only needs the numbers does not pay for importing matplotlib.
@@ -17,14 +20,17 @@ import importlib
 from typing import Any
 
 from .core import (
+    PER_PATIENT,
     THRESHOLD_CRITERIA,
     binary_metrics,
     evaluate_predictions,
     optimal_thresholds,
-    patient_level,
+    patient_level,  # deprecated name of patient_means, importable for old notebooks (not in __all__)
+    patient_means,
     roc_auc,
     threshold_report,
 )
+from .summary import Headline, headline, per_patient_section
 
 __all__ = [
     "THRESHOLD_CRITERIA",
@@ -32,8 +38,12 @@ __all__ = [
     "roc_auc",
     "optimal_thresholds",
     "threshold_report",
-    "patient_level",
+    "patient_means",
     "evaluate_predictions",
+    "PER_PATIENT",
+    "headline",
+    "Headline",
+    "per_patient_section",
     "plot_roc",
     "plot_confusion_matrix",
     "plot_training_curves",

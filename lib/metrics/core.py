@@ -1,4 +1,4 @@
-"""Binary-classification metrics, decision thresholds and patient-level aggregation.
+"""Binary-classification metrics, decision thresholds and per-patient aggregation.
 
 Everything here works on two 1-D arrays of the same length:
 
@@ -38,6 +38,7 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from ..errors import XcxrValueError
 
 __all__ = [
     "THRESHOLD_CRITERIA",
@@ -45,8 +46,9 @@ __all__ = [
     "roc_auc",
     "optimal_thresholds",
     "threshold_report",
-    "patient_level",
+    "patient_means",
     "evaluate_predictions",
+    "PER_PATIENT",
 ]
 
 #: Names of the threshold-selection criteria understood by :func:`optimal_thresholds`.
@@ -54,6 +56,11 @@ THRESHOLD_CRITERIA: tuple[str, ...] = ("f1", "gmean", "youden")
 
 #: Two scores closer than this are treated as a tie (then the highest threshold wins).
 _TIE_TOL = 1e-12
+
+#: Key of the per-patient sub-section in :func:`evaluate_predictions` results (and so in ``metrics.json``).
+#: Files written before it was renamed say ``"patient_level"``: read them with
+#: :func:`lib.metrics.summary.per_patient_section`, which knows both.
+PER_PATIENT = "per_patient"
 
 #: Maximum number of points kept in the ROC curve stored by :func:`evaluate_predictions`.
 _MAX_ROC_POINTS = 200
@@ -82,28 +89,28 @@ def _check_inputs(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.
     yt = _to_numpy(y_true)
     yp = _to_numpy(y_prob)
     if yt.ndim != 1:
-        raise ValueError(f"y_true must be 1-D (one label per image); got shape {yt.shape}")
+        raise XcxrValueError(f"y_true must be 1-D (one label per image); got shape {yt.shape}")
     if yp.ndim != 1:
         hint = " (for a two-column softmax output pass probs[:, 1])" if yp.ndim == 2 else ""
-        raise ValueError(f"y_prob must be 1-D (one positive-class probability per image); got shape {yp.shape}{hint}")
+        raise XcxrValueError(f"y_prob must be 1-D (one positive-class probability per image); got shape {yp.shape}{hint}")
     if yt.shape[0] != yp.shape[0]:
-        raise ValueError(f"y_true and y_prob have different lengths ({yt.shape[0]} vs {yp.shape[0]})")
+        raise XcxrValueError(f"y_true and y_prob have different lengths ({yt.shape[0]} vs {yp.shape[0]})")
     if yt.shape[0] == 0:
-        raise ValueError("empty input: y_true and y_prob contain no samples")
+        raise XcxrValueError("empty input: y_true and y_prob contain no samples")
     if yt.dtype.kind not in "biuf":
-        raise ValueError(f"y_true must contain numeric labels 0 or 1; got dtype {yt.dtype}")
+        raise XcxrValueError(f"y_true must contain numeric labels 0 or 1; got dtype {yt.dtype}")
     if yp.dtype.kind not in "biuf":
-        raise ValueError(f"y_prob must contain numbers in [0, 1]; got dtype {yp.dtype}")
+        raise XcxrValueError(f"y_prob must contain numbers in [0, 1]; got dtype {yp.dtype}")
     bad = ~np.isin(yt, (0, 1))
     if bad.any():
         found = sorted({v.item() for v in np.unique(yt[bad])}, key=repr)[:5]
-        raise ValueError(f"y_true must contain only the labels 0 and 1 (1 = positive class); found {found}")
+        raise XcxrValueError(f"y_true must contain only the labels 0 and 1 (1 = positive class); found {found}")
     yp = yp.astype(np.float64)
     nan = np.isnan(yp)
     if nan.any():
-        raise ValueError(f"y_prob contains NaN ({int(nan.sum())} values, first at index {int(np.argmax(nan))})")
+        raise XcxrValueError(f"y_prob contains NaN ({int(nan.sum())} values, first at index {int(np.argmax(nan))})")
     if yp.min() < 0.0 or yp.max() > 1.0:
-        raise ValueError(
+        raise XcxrValueError(
             f"y_prob must lie in [0, 1]; got values from {yp.min():.6g} to {yp.max():.6g} "
             "(pass probabilities, not logits: apply sigmoid or softmax first)"
         )
@@ -114,9 +121,9 @@ def _check_threshold(threshold: float) -> float:
     try:
         t = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}") from None
+        raise XcxrValueError(f"threshold must be a number in [0, 1]; got {threshold!r}") from None
     if not 0.0 <= t <= 1.0:  # also rejects NaN
-        raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+        raise XcxrValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
     return t
 
 
@@ -239,7 +246,7 @@ def _argbest(score: np.ndarray) -> int:
 
 def _optimal(yt: np.ndarray, yp: np.ndarray) -> dict[str, float]:
     if not _both_classes(yt):
-        raise ValueError(
+        raise XcxrValueError(
             "optimal thresholds need both classes in y_true (ROC is undefined); "
             f"got only label {int(yt[0])} in {yt.shape[0]} samples"
         )
@@ -310,13 +317,13 @@ def threshold_report(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, dict[str
 
 
 # --------------------------------------------------------------------------------------------
-# patient level
+# per patient
 # --------------------------------------------------------------------------------------------
 def _is_missing(pid: Any) -> bool:
     return pid is None or (isinstance(pid, float) and math.isnan(pid))
 
 
-def patient_level(
+def patient_means(
     y_true: ArrayLike, y_prob: ArrayLike, patient_ids: Sequence[Hashable | None] | ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable | None]]:
     """Average image probabilities per patient (e.g. 10 CT slices -> one prediction).
@@ -337,20 +344,29 @@ def patient_level(
             carry both labels (the error names the patient).
 
     Example:
-        >>> y, p, ids = patient_level([1, 1, 0, 0], [0.9, 0.5, 0.2, 0.3], ["a", "a", "b", None])
+        >>> y, p, ids = patient_means([1, 1, 0, 0], [0.9, 0.5, 0.2, 0.3], ["a", "a", "b", None])
         >>> y.tolist(), p.tolist(), ids
         ([1, 0, 0], [0.7, 0.2, 0.3], ['a', 'b', None])
     """
     yt, yp = _check_inputs(y_true, y_prob)
-    return _patient_level(yt, yp, patient_ids)
+    return _patient_means(yt, yp, patient_ids)
 
 
-def _patient_level(
+def patient_level(
+    y_true: ArrayLike, y_prob: ArrayLike, patient_ids: Sequence[Hashable | None] | ArrayLike
+) -> tuple[np.ndarray, np.ndarray, list[Hashable | None]]:
+    """Deprecated name of :func:`patient_means` (the same function; kept so old notebooks still run)."""
+    warnings.warn("lib.metrics.patient_level is deprecated: it is now called lib.metrics.patient_means",
+                  DeprecationWarning, stacklevel=2)
+    return patient_means(y_true, y_prob, patient_ids)
+
+
+def _patient_means(
     yt: np.ndarray, yp: np.ndarray, patient_ids: Any
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable | None]]:
     pids = _to_numpy(patient_ids).tolist() if not isinstance(patient_ids, (list, tuple)) else list(patient_ids)
     if len(pids) != yt.shape[0]:
-        raise ValueError(f"patient_ids has {len(pids)} entries but there are {yt.shape[0]} samples")
+        raise XcxrValueError(f"patient_ids has {len(pids)} entries but there are {yt.shape[0]} samples")
     group_of: dict[Hashable, int] = {}
     ids: list[Hashable | None] = []
     labels: list[int] = []
@@ -362,7 +378,7 @@ def _patient_level(
             try:
                 g = group_of.get(pid)
             except TypeError:
-                raise ValueError(f"patient id {pid!r} at index {i} is not hashable") from None
+                raise XcxrValueError(f"patient id {pid!r} at index {i} is not hashable") from None
         if g is None:
             g = len(ids)
             if not _is_missing(pid):
@@ -372,7 +388,7 @@ def _patient_level(
             members.append([i])
         else:
             if labels[g] != int(yt[i]):
-                raise ValueError(
+                raise XcxrValueError(
                     f"patient {pid!r} has images with both labels 0 and 1 "
                     f"(indices {members[g][0]} and {i}); a patient must have a single label"
                 )
@@ -413,13 +429,13 @@ def evaluate_predictions(
         y_true: per-image labels 0/1, 1 = positive class.
         y_prob: per-image positive-class probabilities in ``[0, 1]``.
         threshold: decision threshold for the top-level metrics (positive iff ``y_prob >= threshold``).
-        patient_ids: optional per-image patient ids, see :func:`patient_level`.
+        patient_ids: optional per-image patient ids, see :func:`patient_means`.
 
     Returns:
         :func:`binary_metrics` at ``threshold`` (top level) plus ``n_positive``, ``n_negative``,
         ``"thresholds"`` (:func:`threshold_report`), ``"roc"`` (``{"fpr": [...], "tpr": [...]}``,
         at most 200 points with both endpoints kept; ``None`` with one class only) and
-        ``"patient_level"``: the same structure without ``"roc"`` computed on per-patient mean
+        ``"per_patient"`` (:data:`PER_PATIENT`): the same structure without ``"roc"`` computed on per-patient mean
         probabilities, plus ``n_patients``; ``None`` unless ``patient_ids`` is given and some patient
         has more than one image.
 
@@ -429,18 +445,18 @@ def evaluate_predictions(
 
     Example:
         >>> r = evaluate_predictions([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], patient_ids=["a", "a", "b", "c"])
-        >>> r["accuracy"], r["auc"], r["patient_level"]["n_patients"], r["patient_level"]["auc"]
+        >>> r["accuracy"], r["auc"], r["per_patient"]["n_patients"], r["per_patient"]["auc"]
         (0.5, 0.75, 3, 1.0)
     """
     yt, yp = _check_inputs(y_true, y_prob)
     t = _check_threshold(threshold)
     out = _section(yt, yp, t)
     out["roc"] = _roc_points(yt, yp) if _both_classes(yt) else None
-    out["patient_level"] = None
+    out[PER_PATIENT] = None
     if patient_ids is not None:
-        yt_p, yp_p, ids = _patient_level(yt, yp, patient_ids)
+        yt_p, yp_p, ids = _patient_means(yt, yp, patient_ids)
         if len(ids) < yt.shape[0]:  # at least one patient has more than one image
             section = _section(yt_p, yp_p, t)
             section["n_patients"] = len(ids)
-            out["patient_level"] = section
+            out[PER_PATIENT] = section
     return out

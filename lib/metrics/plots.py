@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import roc_curve
 
 from .core import THRESHOLD_CRITERIA, _both_classes, _check_inputs, _check_threshold, _metrics, _optimal
+from ..errors import XcxrValueError
 
 __all__ = ["plot_roc", "plot_confusion_matrix", "plot_training_curves", "save_figure"]
 
@@ -101,11 +102,11 @@ def plot_roc(
         mark = (mark,)
     unknown = [m for m in mark if m not in THRESHOLD_CRITERIA]
     if unknown:
-        raise ValueError(f"mark: unknown criterion {unknown}; allowed: {list(THRESHOLD_CRITERIA)}")
+        raise XcxrValueError(f"mark: unknown criterion {unknown}; allowed: {list(THRESHOLD_CRITERIA)}")
     given = {str(k): _check_threshold(v) for k, v in thresholds.items()} if thresholds is not None else None
     yt, yp = _check_inputs(y_true, y_prob)
     if not _both_classes(yt):
-        raise ValueError("plot_roc needs both classes in y_true: the ROC curve is undefined with one class")
+        raise XcxrValueError("plot_roc needs both classes in y_true: the ROC curve is undefined with one class")
     if ax is None:
         fig, ax = _new_axes((5.0, 5.0))
     else:
@@ -205,11 +206,11 @@ def plot_confusion_matrix(
     """
     m = np.asarray(cm)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"cm must be a square matrix of counts; got shape {m.shape}")
+        raise XcxrValueError(f"cm must be a square matrix of counts; got shape {m.shape}")
     if m.dtype.kind not in "biuf" or (m < 0).any():
-        raise ValueError("cm must contain non-negative counts")
+        raise XcxrValueError("cm must contain non-negative counts")
     if len(class_names) != m.shape[0]:
-        raise ValueError(f"class_names has {len(class_names)} names for a {m.shape[0]}x{m.shape[1]} matrix")
+        raise XcxrValueError(f"class_names has {len(class_names)} names for a {m.shape[0]}x{m.shape[1]} matrix")
     if ax is None:
         fig, ax = _new_axes((4.2, 3.8))
     else:
@@ -268,10 +269,10 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
         3
     """
     if not history:
-        raise ValueError("history is empty: nothing to plot")
+        raise XcxrValueError("history is empty: nothing to plot")
     for i, h in enumerate(history):
         if not isinstance(h, Mapping) or h.get("epoch") is None:
-            raise ValueError(f"history[{i}] must be a dict with an 'epoch' key; got {h!r}")
+            raise XcxrValueError(f"history[{i}] must be a dict with an 'epoch' key; got {h!r}")
     epochs = _series(history, "epoch")
     train_loss = _series(history, "train_loss")
     val_loss = _series(history, "val_loss")

@@ -3,14 +3,16 @@
 A Hub-ready folder holds ``config.json`` + ``model.safetensors`` (weights are never pickled), and after training
 also ``README.md`` (the model card), ``metrics.json``, ``history.json`` and plots.
 
-* Custom models (``pneumonia_cnn``, ``dnn1/2``, ``cnn1/2``) are saved by ``huggingface_hub.PyTorchModelHubMixin``:
-  ``PneumoniaCNN.from_pretrained("OWNER/NAME")`` works on its own.
-* ResNet18 variants are saved the timm way: ``timm.create_model("hf-hub:OWNER/NAME", pretrained=True)`` loads
-  them with no project code; the project's config rides along under the ``"xcxr"`` key of ``config.json``.
+* Models whose config says ``hub_format: "xcxr"`` (``pneumonia_cnn``, ``dnn1/2``, ``cnn1/2``) are saved as our
+  config + safetensors, the layout of ``huggingface_hub.PyTorchModelHubMixin``: ``PneumoniaCNN.from_pretrained(
+  "OWNER/NAME")`` works too.
+* ``hub_format: "timm"`` (the ResNet18 variants) are saved the timm way: ``timm.create_model("hf-hub:OWNER/NAME",
+  pretrained=True)`` loads them with no project code; the project's config rides along under ``"xcxr"``.
 
-:func:`load_model` accepts both kinds, from a local folder or a Hub repo id, and always returns a model in
-``eval()`` mode with ``model.xcxr_config`` set. Offline (``HF_HUB_OFFLINE=1``) it loads from the Hugging Face
-cache; anything missing raises :class:`ModelLoadError` with what to do.
+:func:`load_model` accepts both, from a local folder or a Hub repo id, builds the model through the registry
+(:func:`~lib.models.create_model`) and always returns it in ``eval()`` mode with ``model.xcxr_config`` set.
+Offline (``HF_HUB_OFFLINE=1``) it loads from the Hugging Face cache; anything missing raises
+:class:`ModelLoadError` with what to do.
 
 Example:
     >>> save_model(model, "runs/cnn")                  # config.json + model.safetensors
@@ -19,42 +21,46 @@ Example:
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import safetensors.torch
 import timm
 import torch.nn as nn
 
-from .pneumonia_cnn import PneumoniaCNN
-from .report import DNN, ReportCNN
+from ..errors import XcxrError
+from .layers import get_config
+from .registry import create_model, list_models, loading_overrides, model_options
 
-__all__ = ["ModelLoadError", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["ModelLoadError", "HubAuthError", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: Files of a run folder that are not for the Hub (training state).
 PRIVATE_PATTERNS = ["checkpoint/*", "checkpoint/**", "*.tmp", "train_args.lock"]
-_CUSTOM = {"pneumonia_cnn": PneumoniaCNN, "dnn1": DNN, "dnn2": DNN, "cnn1": ReportCNN, "cnn2": ReportCNN}
 
 
-class ModelLoadError(RuntimeError):
-    """A model folder or repo could not be loaded; the message says why and what to do."""
+class ModelLoadError(XcxrError, RuntimeError):
+    """A model folder or repo could not be loaded (or pushed); the message says why and what to do."""
 
 
-def _is_timm(model: nn.Module) -> bool:
-    return isinstance(model, timm.models.ResNet)
+class HubAuthError(XcxrError, PermissionError):
+    """No Hugging Face token where one is needed (pushing); the message says how to log in."""
 
 
 def save_model(model: nn.Module, out_dir: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` for any zoo model; returns the folder."""
+    """Write ``config.json`` and ``model.safetensors`` for any registered model; returns the folder.
+
+    The model's config says how (``hub_format``): ``"timm"`` writes timm's Hub layout (its own ``config.json``
+    fields, ours under ``"xcxr"``), which ``timm.create_model("hf-hub:OWNER/NAME", pretrained=True)`` loads without
+    this project; ``"xcxr"`` writes our config as ``config.json``, which ``huggingface_hub.PyTorchModelHubMixin``
+    subclasses (``PneumoniaCNN.from_pretrained``) and :func:`load_model` read. Weights are always safetensors.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(model.xcxr_config)
-    if _is_timm(model):
+    cfg = dict(get_config(model))
+    if cfg.get("hub_format") == "timm":
         timm.models.save_for_hf(
             model, str(out), safe_serialization=True,
             model_config={"xcxr": cfg, "label_names": cfg["labels"]},
@@ -62,12 +68,14 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike) -> Path:
                          "mean": tuple(cfg["mean"]) * (cfg["in_chans"] // len(cfg["mean"])),
                          "std": tuple(cfg["std"]) * (cfg["in_chans"] // len(cfg["std"])),
                          "interpolation": "bilinear", "crop_pct": 1.0})
-    else:
-        readme = out / "README.md"
-        had_card = readme.exists()
-        model.save_pretrained(out, config=cfg)
-        if not had_card:  # the training CLI writes a real model card; don't leave the mixin's placeholder
-            readme.unlink(missing_ok=True)
+        return out
+    # weights first, config last, each through a temporary file: a folder with a config.json is complete
+    tmp = out / (WEIGHTS_NAME + ".tmp")
+    safetensors.torch.save_model(model, str(tmp))
+    os.replace(tmp, out / WEIGHTS_NAME)
+    tmp = out / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / CONFIG_NAME)
     return out
 
 
@@ -102,46 +110,46 @@ def _fetch(model_id: str, filename: str, revision: str | None) -> str:
 
 
 def load_model(model_id: str | os.PathLike, revision: str | None = None, map_location: str = "cpu") -> nn.Module:
-    """Load any zoo model from a local folder or a Hub repo id; returns it in ``eval()`` mode.
+    """Load any registered model from a local folder or a Hub repo id; returns it in ``eval()`` mode.
+
+    The model is built by :func:`~lib.models.create_model` from the architecture and options in ``config.json``
+    (our own layout, or timm's with ours under ``"xcxr"``), then ``model.safetensors`` is loaded into it, strictly:
+    no other file is ever read as weights, and options that would fetch weights (``pretrained``) are not used.
 
     Raises:
-        ModelLoadError: missing folder/repo/file, offline without a cached copy, or an unknown architecture.
+        ModelLoadError: missing folder/repo/file, offline without a cached copy, an unknown architecture, options
+            the architecture refuses, or weights that do not match the built model.
     """
     model_id = os.fspath(model_id)
     cfg_path = _fetch(model_id, CONFIG_NAME, revision)
     try:
-        cfg: dict[str, Any] = json.loads(Path(cfg_path).read_text())
+        cfg = json.loads(Path(cfg_path).read_text())
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{model_id}: config.json is not valid JSON ({e})") from e
-    if "xcxr" in cfg:  # a timm-format ResNet18
-        xcfg = cfg["xcxr"]
-        source = f"local-dir:{os.path.abspath(model_id)}" if os.path.isdir(model_id) else f"hf-hub:{model_id}"
-        if revision and source.startswith("hf-hub:"):
-            source += f"@{revision}"
-        _fetch(model_id, WEIGHTS_NAME, revision)  # clear message if the weights are missing
-        try:
-            model = timm.create_model(source, pretrained=True)
-        except (OSError, RuntimeError) as e:
-            raise ModelLoadError(f"{model_id}: timm could not load the weights ({e})") from e
-        if xcfg.get("freeze_stem"):
-            model.conv1.weight.requires_grad_(False)
-    else:
-        arch = cfg.get("architecture")
-        cls = _CUSTOM.get(arch)  # type: ignore[arg-type]
-        if cls is None:
-            raise ModelLoadError(f"{model_id}: config.json names architecture {arch!r}, which this project does not "
-                                 f"know; known: {sorted(_CUSTOM) + ['resnet18_*']}")
-        params = inspect.signature(cls.__init__).parameters
-        kwargs = {k: v for k, v in cfg.items() if k in params and k != "self"}
-        model = cls(**kwargs)
-        weights = _fetch(model_id, WEIGHTS_NAME, revision)
-        try:
-            safetensors.torch.load_model(model, weights, strict=True, device=map_location)
-        except (RuntimeError, OSError) as e:
-            raise ModelLoadError(f"{model_id}: the weights do not match config.json ({str(e)[:300]})") from e
-        xcfg = cfg
-    built = getattr(model, "xcxr_config", {})  # what the constructor derived wins; extras (threshold…) are kept
-    model.xcxr_config = {**xcfg, **built}
+    saved = cfg.get("xcxr", cfg) if isinstance(cfg, dict) else None  # timm layout: our config under "xcxr"
+    if not isinstance(saved, dict):
+        raise ModelLoadError(f"{model_id}: config.json must hold a JSON object with an 'architecture'")
+    arch = saved.get("architecture")
+    if arch not in list_models():
+        raise ModelLoadError(f"{model_id}: config.json names architecture {arch!r}, which this project does not "
+                             f"know; known: {list_models()}")
+    overrides = loading_overrides(arch)
+    accepted = model_options(arch)
+    options = {k: v for k, v in saved.items() if k in accepted and k not in overrides}
+    options.update({k: v for k, v in overrides.items() if v is not None and k in accepted})
+    try:
+        model = create_model(arch, **options)
+    except (XcxrError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{model_id}: config.json does not describe a valid {arch} ({e})") from e
+    weights = _fetch(model_id, WEIGHTS_NAME, revision)
+    try:
+        safetensors.torch.load_model(model, weights, strict=True, device=map_location)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise ModelLoadError(f"{model_id}: the weights do not match config.json ({str(e)[:300]})") from e
+    # what the constructor derived wins (layer names, flatten sizes); extras of the saved config (threshold…) and
+    # the saved values of the loading overrides (a model trained from ImageNet weights stays "pretrained") are kept
+    built = get_config(model)
+    model.xcxr_config = {**saved, **built, **{k: saved[k] for k in overrides if k in saved}}
     return model.to(map_location).eval()
 
 
@@ -159,11 +167,11 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, 
             raise ModelLoadError(f"{folder}: no {name}; only a finished training folder can be pushed")
     api = HfApi(token=token)
     if not (token or get_token()):  # HF_TOKEN, or the token file `hf auth login` writes
-        raise PermissionError("no Hugging Face token: set HF_TOKEN or run `hf auth login` before --push-to-hub")
+        raise HubAuthError("no Hugging Face token: set HF_TOKEN or run `hf auth login` before --push-to-hub")
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,
                                  ignore_patterns=PRIVATE_PATTERNS)
     except HfHubHTTPError as e:
-        raise RuntimeError(f"pushing {folder} to {repo_id} failed: {e}") from e
+        raise ModelLoadError(f"pushing {folder} to {repo_id} failed: {e}") from e
     return str(getattr(info, "commit_url", None) or f"{api.endpoint}/{repo_id}")

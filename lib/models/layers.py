@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn as nn
+from ..errors import XcxrTypeError, XcxrValueError
 
 __all__ = ["get_config", "get_layer", "target_layer", "first_layer", "conv_layers", "count_parameters"]
 
@@ -12,8 +13,8 @@ def get_config(model: nn.Module) -> dict[str, Any]:
     """The model's ``xcxr_config`` (see :mod:`lib.models.registry`); ``TypeError`` for a foreign model."""
     cfg = getattr(model, "xcxr_config", None)
     if not isinstance(cfg, dict):
-        raise TypeError(f"{type(model).__name__} has no xcxr_config; build it with lib.models.create_model or "
-                        "load_model")
+        raise XcxrTypeError(f"{type(model).__name__} has no xcxr_config; build it with lib.models.create_model or "
+                            "load_model")
     return cfg
 
 
@@ -21,8 +22,8 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     """The sub-module called ``name`` (dotted, as in ``model.named_modules()``); ``ValueError`` lists choices."""
     modules = dict(model.named_modules())
     if name not in modules:
-        raise ValueError(f"{get_config(model)['architecture']} has no layer {name!r}; "
-                         f"conv layers: {conv_layers(model)}")
+        raise XcxrValueError(f"{get_config(model)['architecture']} has no layer {name!r}; "
+                             f"conv layers: {conv_layers(model)}")
     return modules[name]
 
 
@@ -31,8 +32,8 @@ def target_layer(model: nn.Module) -> tuple[str, nn.Module]:
     cfg = get_config(model)
     name = cfg.get("target_layer")
     if not name:
-        raise ValueError(f"{cfg['architecture']} is fully connected: it has no spatial feature maps, so Grad-CAM is "
-                         "not defined; use a saliency method instead")
+        raise XcxrValueError(f"{cfg['architecture']} is fully connected: it has no spatial feature maps, so Grad-CAM is "
+                             "not defined; use a saliency method instead")
     return name, get_layer(model, name)
 
 

@@ -6,6 +6,8 @@ import torch.nn as nn
 
 from ..data.transforms import Preprocess
 from .layers import get_config
+from .views import in_eval
+from ..errors import XcxrValueError
 
 __all__ = ["positive_probability", "predict_proba"]
 
@@ -13,7 +15,7 @@ __all__ = ["positive_probability", "predict_proba"]
 def positive_probability(logits: torch.Tensor) -> torch.Tensor:
     """``P(class 1)``: ``sigmoid(z)`` for one logit, ``softmax(z)[:, 1]`` for two."""
     if logits.ndim != 2 or logits.shape[1] not in (1, 2):
-        raise ValueError(f"expected logits of shape (B, 1) or (B, 2), got {tuple(logits.shape)}")
+        raise XcxrValueError(f"expected logits of shape (B, 1) or (B, 2), got {tuple(logits.shape)}")
     if logits.shape[1] == 1:
         return torch.sigmoid(logits[:, 0])
     return torch.softmax(logits, dim=1)[:, 1]
@@ -24,15 +26,12 @@ def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 128,
                   device: str | torch.device | None = None) -> torch.Tensor:
     """Positive-class probabilities for uint8 grey images ``(N,1,H,W)``, with the model's own preprocessing.
 
-    The model is put in ``eval()`` mode for the call and its previous mode is restored.
+    The model runs in eval mode (through :func:`~lib.models.views.in_eval`): its own mode is never changed, so
+    other threads may use it meanwhile.
     """
     pre = Preprocess.from_config(get_config(model))
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [positive_probability(model(pre(images[i:i + batch_size].to(device)))).float().cpu()
-               for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
+    net = in_eval(model)
+    out = [positive_probability(net(pre(images[i:i + batch_size].to(device)))).float().cpu()
+           for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0)

@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from .base import DEFAULT_LABELS, GREY_MEAN, GREY_STD, XcxrModule
 from .registry import register_model
+from ..errors import XcxrValueError
 
 __all__ = ["ConvBlock", "PneumoniaCNN", "pneumonia_cnn"]
 
@@ -54,9 +55,6 @@ class ConvBlock(nn.Sequential):
 class PneumoniaCNN(XcxrModule):
     """The Lübeck ConvBlock CNN. See the module docstring."""
 
-    architecture = "pneumonia_cnn"
-    first_layer = "features.0.conv1"
-
     def __init__(self, widths: Sequence[int] = (8, 16, 32), dropout: float = 0.0, negative_slope: float = 0.01,
                  num_classes: int = 2, in_chans: int = 1, img_size: int = 224,
                  mean: Sequence[float] = GREY_MEAN, std: Sequence[float] = GREY_STD,
@@ -64,20 +62,23 @@ class PneumoniaCNN(XcxrModule):
         super().__init__()
         widths = [int(w) for w in widths]
         if not widths or min(widths) < 1:
-            raise ValueError(f"pneumonia_cnn: widths must be a non-empty list of positive ints, got {widths}")
+            raise XcxrValueError(f"pneumonia_cnn: widths must be a non-empty list of positive ints, got {widths}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"pneumonia_cnn: dropout must be in [0, 1), got {dropout}")
+            raise XcxrValueError(f"pneumonia_cnn: dropout must be in [0, 1), got {dropout}")
         if img_size < 2 ** len(widths):
-            raise ValueError(f"pneumonia_cnn: img_size={img_size} is too small for {len(widths)} pooling blocks "
-                             f"(need ≥ {2 ** len(widths)})")
+            raise XcxrValueError(f"pneumonia_cnn: img_size={img_size} is too small for {len(widths)} pooling blocks "
+                                 f"(need ≥ {2 ** len(widths)})")
         chans = [in_chans] + widths
         self.features = nn.Sequential(*[ConvBlock(a, b, negative_slope) for a, b in zip(chans[:-1], chans[1:])])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(widths[-1], num_classes)
-        self.target_layer = f"features.{len(widths) - 1}"
-        self._set_config(num_classes, labels, in_chans, img_size, mean, std, widths=widths, dropout=dropout,
-                         negative_slope=negative_slope)
+        stages = [f"features.{i}" for i in range(len(widths))]
+        # the last block feeds global average pooling, then (dropout, the identity in eval mode) the linear head:
+        # Grad-CAM there is CAM, with the head's weights as channel weights (cam_head)
+        self._set_config(num_classes, labels, in_chans, img_size, mean, std, architecture="pneumonia_cnn",
+                         first_layer="features.0.conv1", target_layer=stages[-1], cam_head="head",
+                         feature_stages=stages, widths=widths, dropout=dropout, negative_slope=negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)              # (B, widths[-1], H/2^n, W/2^n)
@@ -85,7 +86,7 @@ class PneumoniaCNN(XcxrModule):
         return self.head(self.dropout(x))  # (B, num_classes) logits
 
 
-@register_model
+@register_model(options=PneumoniaCNN)
 def pneumonia_cnn(**cfg) -> PneumoniaCNN:
     """The course CNN (18,218 parameters with the defaults). Options: see :class:`PneumoniaCNN`."""
     return PneumoniaCNN(**cfg)

@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from .base import DEFAULT_LABELS, GREY_MEAN, GREY_STD
 from .registry import register_model
+from ..errors import XcxrError, XcxrValueError
 
 __all__ = ["PretrainedWeightsUnavailable", "resnet18_scratch", "resnet18_pretrained",
            "resnet18_pretrained_frozen_stem", "build_resnet18"]
@@ -39,9 +40,13 @@ __all__ = ["PretrainedWeightsUnavailable", "resnet18_scratch", "resnet18_pretrai
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TIMM_NAME = "resnet18"
+#: What the feature-map view shows: the stem (conv → BN → ReLU), its max pool, then the four residual stages.
+FEATURE_STAGES = ("act1", "maxpool", "layer1", "layer2", "layer3", "layer4")
+#: Options that fetch weights: loading a saved model never uses them (its weights come from model.safetensors).
+_LOADING = {"pretrained": False, "pretrained_file": None}
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(XcxrError, RuntimeError):
     """ImageNet weights could not be fetched; the message says how to supply them."""
 
 
@@ -51,7 +56,7 @@ def build_resnet18(architecture: str, *, pretrained: bool, in_chans: int, freeze
                    pretrained_file: str | None = None, drop_rate: float = 0.0) -> nn.Module:
     """Create a timm resnet18 and attach the project config. Used by the three registered entry points."""
     if num_classes not in (1, 2):
-        raise ValueError(f"{architecture}: num_classes must be 1 or 2, got {num_classes}")
+        raise XcxrValueError(f"{architecture}: num_classes must be 1 or 2, got {num_classes}")
     mean = tuple(mean or (IMAGENET_MEAN if in_chans == 3 else GREY_MEAN))
     std = tuple(std or (IMAGENET_STD if in_chans == 3 else GREY_STD))
     kwargs: dict[str, Any] = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
@@ -75,19 +80,22 @@ def build_resnet18(architecture: str, *, pretrained: bool, in_chans: int, freeze
     model.xcxr_config = {
         "architecture": architecture, "num_classes": num_classes, "labels": list(labels), "in_chans": in_chans,
         "img_size": int(img_size), "mean": [float(m) for m in mean], "std": [float(s) for s in std],
-        "target_layer": "layer4", "first_layer": "conv1", "timm_name": TIMM_NAME, "pretrained": bool(pretrained),
+        # layer4 → average global_pool → (dropout, identity in eval) → fc: Grad-CAM on layer4 is CAM (cam_head)
+        "target_layer": "layer4", "cam_head": "fc", "feature_stages": list(FEATURE_STAGES), "first_layer": "conv1",
+        "hub_format": "timm", "timm_name": TIMM_NAME, "pretrained": bool(pretrained),
         "freeze_stem": bool(freeze_stem), "drop_rate": float(drop_rate),
     }
     return model
 
 
-@register_model
+@register_model(options=build_resnet18, fixed=("architecture", "pretrained", "pretrained_file", "in_chans",
+                                                "freeze_stem"))
 def resnet18_scratch(**cfg) -> nn.Module:
     """timm ResNet18, random init, one grey input channel."""
     return build_resnet18("resnet18_scratch", pretrained=False, in_chans=1, **cfg)
 
 
-@register_model
+@register_model(options=build_resnet18, fixed=("architecture", "in_chans", "freeze_stem"), loading=_LOADING)
 def resnet18_pretrained(pretrained: bool = True, **cfg) -> nn.Module:
     """timm ResNet18 with ImageNet weights; the grey image goes to all three input channels; all layers train.
 
@@ -96,7 +104,7 @@ def resnet18_pretrained(pretrained: bool = True, **cfg) -> nn.Module:
     return build_resnet18("resnet18_pretrained", pretrained=pretrained, in_chans=3, **cfg)
 
 
-@register_model
+@register_model(options=build_resnet18, fixed=("architecture", "in_chans", "freeze_stem"), loading=_LOADING)
 def resnet18_pretrained_frozen_stem(pretrained: bool = True, **cfg) -> nn.Module:
     """As ``resnet18_pretrained`` but the first conv keeps its ImageNet kernels (not trained)."""
     return build_resnet18("resnet18_pretrained_frozen_stem", pretrained=pretrained, in_chans=3, freeze_stem=True,

@@ -10,9 +10,10 @@ import torch
 from lib.data import Preprocess
 from lib.models import get_config, predict_proba
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
+from ..context import AppContext, TabSpec, image_inputs, load_image
+from ..errors import ui_errors
 
-__all__ = ["build", "classify", "preprocessing_markdown"]
+__all__ = ["build", "class_probabilities", "preprocessing_markdown"]
 
 
 def class_probabilities(model: torch.nn.Module, grey_small: Any) -> dict[str, float]:
@@ -54,22 +55,21 @@ def _gallery_examples(ctx: AppContext, per_class: int = 4) -> list[str]:
     return out
 
 
-def build(ctx: AppContext) -> None:
-    first = ctx.examples.first("PNEUMONIA")
+def build(ctx: AppContext) -> TabSpec:
+    """The Classify tab (call inside ``with gr.Tab("Classify"):``)."""
+    picks = _gallery_examples(ctx)
+    # made here, placed below the example dropdown by image_inputs
+    thumbs = gr.Gallery([(str(ctx.examples.path(e)), e) for e in picks], label="Examples (click one)", columns=4,
+                        height=200, allow_preview=False, interactive=False, render=False)
     with gr.Row():
         with gr.Column(scale=1):
-            upload = upload_choice()
-            example = example_choice(ctx, value=first)
-            picks = _gallery_examples(ctx)
-            thumbs = gr.Gallery([(str(ctx.examples.path(e)), e) for e in picks], label="Examples (click one)",
-                                columns=4, height=200, allow_preview=False, interactive=False)
-            model = model_choice(ctx)
+            inp = image_inputs(ctx, below_example=thumbs.render)
             go = gr.Button("Classify", variant="primary")
         with gr.Column(scale=1):
             probs = gr.Label(label="Class probabilities", num_top_classes=2)
             decision = gr.Markdown()
-            preview = gr.Image(label="What the model sees (grey, its input pixels; small inputs shown enlarged)", format="png",
-                               type="numpy", interactive=False, image_mode="L", height=260)
+            preview = gr.Image(label="What the model sees (grey, its input pixels; small inputs shown enlarged)",
+                               format="png", type="numpy", interactive=False, image_mode="L", height=260)
         with gr.Column(scale=1):
             info = gr.Markdown()
 
@@ -77,8 +77,7 @@ def build(ctx: AppContext) -> None:
     def classify(image: Any, model: str | None = None, example: str | None = None) -> dict[str, float]:
         m = ctx.model(model)
         small, _ = load_image(ctx, image, example, m, original=False)
-        with ctx.model_lock(m):  # a concurrent Grad-CAM's capture hook must not see this forward pass
-            return class_probabilities(m, small)
+        return class_probabilities(m, small)
 
     @ui_errors
     def details(image: Any, model_name: str | None, example_id: str | None):
@@ -86,8 +85,7 @@ def build(ctx: AppContext) -> None:
         small, full = load_image(ctx, image, example_id, m)
         cfg = get_config(m)
         thr = cfg.get("threshold", 0.5)
-        with ctx.model_lock(m):
-            p = class_probabilities(m, small)[cfg["labels"][1]]
+        p = class_probabilities(m, small)[cfg["labels"][1]]
         pred = cfg["labels"][1] if p >= thr else cfg["labels"][0]
         truth = ctx.examples.label(example_id) if (not image and example_id) else None
         text = f"**Prediction at threshold {float(thr):.3f}: {pred}** (P({cfg['labels'][1]}) = {p:.3f})"
@@ -117,15 +115,16 @@ def build(ctx: AppContext) -> None:
     def pick(evt: gr.SelectData):
         return picks[evt.index] if evt is not None and 0 <= evt.index < len(picks) else gr.skip()
 
-    thumbs.select(pick, None, example, api_visibility="private", queue=False)
-    inputs = [upload, model, example]
+    thumbs.select(pick, None, inp.example, api_visibility="private", queue=False)
+    inputs = [inp.upload, inp.model, inp.example]
     go.click(classify, inputs, probs, api_name="classify", concurrency_limit=4) \
         .success(details, inputs, [preview, decision], api_visibility="private")
-    # Picking an example (or a model) classifies at once; picking an example drops the previous upload.
-    for event in (example.change(lambda: None, None, upload, api_visibility="private", queue=False),
-                  model.change(describe, model, info, api_visibility="private"),
-                  upload.upload(lambda: None, None, None, api_visibility="private", queue=False)):
+    # Picking an example (or a model, or uploading) classifies at once.
+    for event in (inp.picked,
+                  inp.model.change(describe, inp.model, info, api_visibility="private"),
+                  inp.upload.upload(lambda: None, None, None, api_visibility="private", queue=False)):
         event.then(auto, inputs, probs, api_visibility="private") \
             .success(auto_details, inputs, [preview, decision], api_visibility="private")
-    ctx.classify_inputs = inputs  # type: ignore[attr-defined]  # the app runs the first classification on load
-    ctx.classify_outputs = (probs, preview, decision, info, classify, details, describe)  # type: ignore[attr-defined]
+    # The first view classifies the default example and describes the default model, so the page is never empty.
+    first_view = [(classify, inputs, probs), (details, inputs, [preview, decision]), (describe, [inp.model], info)]
+    return TabSpec(model=inp.model, example=inp.example, on_load=first_view)

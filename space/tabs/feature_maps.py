@@ -9,20 +9,19 @@ import torch
 
 from lib.explain import feature_map_grid, feature_maps, prepare
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
+from ..context import AppContext, TabSpec, image_inputs, load_image
+from ..errors import ui_errors
 
 __all__ = ["build", "FM_SCALES", "stage_panels"]
 
 FM_SCALES = ["per_map", "shared"]
 
 
-def stage_panels(ctx: AppContext, model: torch.nn.Module, grey: np.ndarray, top_k: int,
-                 scale: str) -> list[tuple[np.ndarray, str]]:
+def stage_panels(model: torch.nn.Module, grey: np.ndarray, top_k: int, scale: str) -> list[tuple[np.ndarray, str]]:
     """``(RGB grid, caption)`` per stage, from :func:`lib.explain.feature_maps` and :func:`feature_map_grid`."""
     if scale not in FM_SCALES:
-        raise ValueError(f"scale must be one of {FM_SCALES}, got {scale!r}")
-    with ctx.model_lock(model):
-        stages = feature_maps(model, prepare(model, torch.from_numpy(grey)), top_k=int(top_k))
+        raise gr.Error(f"scale must be one of {FM_SCALES}, got {scale!r}")
+    stages = feature_maps(model, prepare(model, torch.from_numpy(grey)), top_k=int(top_k))
     out = []
     for i, st in enumerate(stages):
         shape = "×".join(str(s) for s in st.maps.shape[1:]) or "1-D"
@@ -31,12 +30,11 @@ def stage_panels(ctx: AppContext, model: torch.nn.Module, grey: np.ndarray, top_
     return out
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TabSpec:
+    """The Feature maps tab (call inside ``with gr.Tab("Feature maps"):``)."""
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = upload_choice()
-            example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
-            model = model_choice(ctx)
+            inp = image_inputs(ctx)
             top_k = gr.Slider(1, 32, value=8, step=1, label="Channels per stage (strongest by mean activation)")
             scale = gr.Radio(FM_SCALES, value="per_map", label="Scale (per map: each pattern; shared: which is strong)")
             go = gr.Button("Show feature maps", variant="primary")
@@ -53,8 +51,8 @@ def build(ctx: AppContext) -> None:
         m = ctx.model(model)
         grey, _ = load_image(ctx, image, example, m, original=False)
         progress(0.4, desc="running the model stage by stage")
-        return stage_panels(ctx, m, grey, int(top_k), scale)
+        return stage_panels(m, grey, int(top_k), scale)
 
-    go.click(run, [upload, model, top_k, scale, example], gallery, api_name="feature_maps", concurrency_limit=2)
-    example.change(lambda: None, None, upload, api_visibility="private", queue=False)
-    ctx.on_open["feature_maps"] = (run, [upload, model, top_k, scale, example], gallery)
+    inputs = [inp.upload, inp.model, top_k, scale, inp.example]
+    go.click(run, inputs, gallery, api_name="feature_maps", concurrency_limit=2)
+    return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, gallery))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import gradio as gr
 import torch
 
+from lib.errors import XcxrError
 from lib.explain import filter_grid, filter_summary
 from lib.models import get_config
 
-from ..context import AppContext, ui_errors
+from ..context import AppContext, TabSpec
+from ..errors import public_text, ui_errors
 
 __all__ = ["build", "FILTER_SCALES", "MAX_DEFAULT", "training_label", "filter_panels", "default_models"]
 
@@ -40,7 +42,7 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
     """One gallery entry ``(RGB uint8 grid, caption)`` per model in ``names`` (default: :func:`default_models`),
     and a summary in markdown."""
     if scale not in FILTER_SCALES:
-        raise ValueError(f"scale must be one of {FILTER_SCALES}, got {scale!r}")
+        raise gr.Error(f"scale must be one of {FILTER_SCALES}, got {scale!r}")
     available = ctx.catalog.available()
     names = default_models(available) if not names else list(names)
     unknown = [n for n in names if n not in available]
@@ -51,8 +53,8 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
         model = ctx.catalog.get(name)
         try:
             grid = filter_grid(model, scale=scale)
-        except (ValueError, TypeError) as e:
-            lines.append(f"- `{name}`: no filter grid ({e})")
+        except XcxrError as e:  # e.g. a model without a first conv layer: said in the text, the others still shown
+            lines.append(f"- `{name}`: no filter grid ({public_text(str(e))})")
             continue
         label = training_label(model)
         items.append((grid, f"{name} — {label}"))
@@ -65,7 +67,9 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
     return items, text
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TabSpec:
+    """The Filters tab (call inside ``with gr.Tab("Filters"):``); its model choice is a multi-select, so it has no
+    model dropdown for deep links."""
     available = ctx.catalog.available()
     with gr.Row():
         models = gr.Dropdown(available, value=default_models(available), multiselect=True, scale=3,
@@ -83,4 +87,4 @@ def build(ctx: AppContext) -> None:
 
     go.click(run, [scale, models], [gallery, text], api_name="filters", concurrency_limit=2)
     scale.change(run, [scale, models], [gallery, text], api_visibility="private", concurrency_limit=2)
-    ctx.on_open["filters"] = (run, [scale, models], [gallery, text])
+    return TabSpec(on_open=(run, [scale, models], [gallery, text]))

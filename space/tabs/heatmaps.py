@@ -11,12 +11,15 @@ import gradio as gr
 import numpy as np
 import torch
 
+from lib.errors import XcxrError
 from lib.explain import attribute, gradcam, list_methods, overlay, prepare
 from lib.models import conv_layers, get_config, predict_proba
 
-from ..context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
+from ..context import AppContext, TabSpec, image_inputs, load_image
+from ..errors import ui_errors
 
-__all__ = ["build", "SCALES", "UPSAMPLES", "SALIENCY_METHODS", "DEFAULT_LAYER", "overlay_limits"]
+__all__ = ["build", "heatmaps_for", "layer_choices", "overlay_limits", "SCALES", "UPSAMPLES", "SALIENCY_METHODS",
+           "DEFAULT_LAYER"]
 
 DEFAULT_LAYER = "default (model's target layer)"
 SCALES = ["per map", "shared (both classes)"]
@@ -33,7 +36,7 @@ def overlay_limits(scale: str, relu: bool) -> tuple[str, float, float]:
     divided by their common largest |value| (ReLU'd → [0, 1], signed → [−1, 1]), so a weak class looks weak.
     """
     if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        raise gr.Error(f"scale must be one of {SCALES}, got {scale!r}")
     if scale == SCALES[0]:
         return "per_map", 0.0, 1.0
     return "shared", (0.0 if relu else -1.0), 1.0
@@ -67,23 +70,22 @@ def caption(cfg: dict, layer: str, relu: bool, upsample: str, scale: str, method
     ])
 
 
-def heatmaps_for(ctx: AppContext, model: torch.nn.Module, grey: np.ndarray, layer: str | None, relu: bool,
-                 upsample: str, scale: str, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def heatmaps_for(model: torch.nn.Module, grey: np.ndarray, layer: str | None, relu: bool, upsample: str,
+                 scale: str, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """The three overlays and the caption for one grey image at the model's size."""
     cfg = get_config(model)
     if layer in (None, "", DEFAULT_LAYER):
         layer = cfg.get("target_layer")
     if upsample not in UPSAMPLES:
-        raise ValueError(f"upsampling must be one of {UPSAMPLES}, got {upsample!r}")
+        raise gr.Error(f"upsampling must be one of {UPSAMPLES}, got {upsample!r}")
     if method not in SALIENCY_METHODS:
-        raise ValueError(f"saliency method must be one of {SALIENCY_METHODS}, got {method!r}")
+        raise gr.Error(f"saliency method must be one of {SALIENCY_METHODS}, got {method!r}")
     mode, vmin, vmax = overlay_limits(scale, bool(relu))
-    with ctx.model_lock(model):
-        x = prepare(model, torch.from_numpy(grey))
-        maps = gradcam(model, x, None, layer, relu=bool(relu), upsample=upsample, normalise=mode)[0].cpu().numpy()
-        prob = float(predict_proba(model, torch.from_numpy(grey)[None, None])[0])
-        target = 1 if prob >= float(cfg.get("threshold", 0.5)) else 0
-        sal = attribute(model, x, target, method=method)[0, 0].cpu().numpy()
+    x = prepare(model, torch.from_numpy(grey))
+    maps = gradcam(model, x, None, layer, relu=bool(relu), upsample=upsample, normalise=mode)[0].cpu().numpy()
+    prob = float(predict_proba(model, torch.from_numpy(grey)[None, None])[0])
+    target = 1 if prob >= float(cfg.get("threshold", 0.5)) else 0
+    sal = attribute(model, x, target, method=method)[0, 0].cpu().numpy()
     left = overlay(grey, maps[0], CMAP, ALPHA, vmin, vmax)
     right = overlay(grey, maps[1], CMAP, ALPHA, vmin, vmax)
     slo, shi = _saliency_limits(sal)
@@ -92,19 +94,20 @@ def heatmaps_for(ctx: AppContext, model: torch.nn.Module, grey: np.ndarray, laye
 
 
 def layer_choices(model: torch.nn.Module) -> list[str]:
+    """The target-layer dropdown's choices: the model's default, then its conv layers in forward order."""
     return [DEFAULT_LAYER] + conv_layers(model)
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TabSpec:
+    """The Heatmaps tab (call inside ``with gr.Tab("Heatmaps"):``)."""
     try:
         default_layers = layer_choices(ctx.model(None))
-    except gr.Error:
+    except XcxrError:  # no model loads: the tab still builds; running it shows the reason
         default_layers = [DEFAULT_LAYER]
+    labels = ctx.labels()
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = upload_choice()
-            example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
-            model = model_choice(ctx)
+            inp = image_inputs(ctx)
             layer = gr.Dropdown(default_layers, value=DEFAULT_LAYER, label="Target layer (conv layers, forward order)",
                                 allow_custom_value=True)
             relu = gr.Checkbox(True, label="ReLU (paper); off = signed map")
@@ -114,8 +117,8 @@ def build(ctx: AppContext) -> None:
             go = gr.Button("Explain", variant="primary")
         with gr.Column(scale=3):
             with gr.Row():
-                normal = gr.Image(label="Grad-CAM: NORMAL", format="png", interactive=False)
-                pneumonia = gr.Image(label="Grad-CAM: PNEUMONIA", format="png", interactive=False)
+                first = gr.Image(label=f"Grad-CAM: {labels[0]}", format="png", interactive=False)
+                second = gr.Image(label=f"Grad-CAM: {labels[1]}", format="png", interactive=False)
                 saliency = gr.Image(label="Saliency", format="png", interactive=False)
             text = gr.Markdown()
 
@@ -127,15 +130,17 @@ def build(ctx: AppContext) -> None:
         m = ctx.model(model)
         grey, _ = load_image(ctx, image, example, m, original=False)
         progress(0.3, desc=f"Grad-CAM and {method}")
-        return heatmaps_for(ctx, m, grey, layer, relu, upsample, scale, method)
+        return heatmaps_for(m, grey, layer, relu, upsample, scale, method)
 
     @ui_errors
     def on_model(model_name: str | None):
-        return gr.Dropdown(choices=layer_choices(ctx.model(model_name)), value=DEFAULT_LAYER)
+        m = ctx.model(model_name)
+        names = get_config(m)["labels"]
+        return (gr.Dropdown(choices=layer_choices(m), value=DEFAULT_LAYER),
+                gr.Image(label=f"Grad-CAM: {names[0]}"), gr.Image(label=f"Grad-CAM: {names[1]}"))
 
-    go.click(run, [upload, model, layer, relu, upsample, scale, method, example],
-             [normal, pneumonia, saliency, text], api_name="heatmaps", concurrency_limit=2)
-    model.change(on_model, model, layer, api_visibility="private")
-    example.change(lambda: None, None, upload, api_visibility="private", queue=False)
-    ctx.on_open["heatmaps"] = (run, [upload, model, layer, relu, upsample, scale, method, example],
-                               [normal, pneumonia, saliency, text])
+    inputs = [inp.upload, inp.model, layer, relu, upsample, scale, method, inp.example]
+    outputs = [first, second, saliency, text]
+    go.click(run, inputs, outputs, api_name="heatmaps", concurrency_limit=2)
+    inp.model.change(on_model, inp.model, [layer, first, second], api_visibility="private")
+    return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, outputs))

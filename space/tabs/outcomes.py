@@ -1,150 +1,41 @@
 """Outcomes tab: TP / TN / FP / FN galleries of a model on a data split at a decision threshold.
 
-UI glue only: the probabilities come from :func:`lib.explain.predict_split` (one pass per model and split, cached
-in memory by content), the four lists from :func:`lib.explain.outcomes`, the presets from
-:func:`lib.explain.threshold_presets` and the heatmaps from :func:`lib.explain.gradcam` + :func:`lib.explain.overlay`.
-
-Data: the ``val``/``test`` split folders of ``../shared/data/chest_xray`` (or ``$XCXR_DATA_ROOT``) when present,
-else the bundled ``examples/chest_xray_test`` (so a fresh offline clone works). Presets are computed on the
-validation split when there is one and applied to the chosen split; otherwise on the chosen split itself (then
-they are optimistic, and the tab says so).
+UI glue only: the split, its cached predictions and the threshold presets come from :mod:`space.evaluation` (shared
+with the Model report tab), the four lists from :func:`lib.explain.outcomes` and the heatmaps from
+:func:`lib.explain.gradcam` + :func:`lib.explain.overlay`.
 
 API: ``/outcomes`` (model, split, threshold → counts, TP, TN, FP, FN galleries, note), ``/outcome_presets``
 (model, split, preset → threshold, note), ``/outcome_heatmaps`` (model, split, threshold, outcome, rank →
-heatmaps). Deep links: ``?tab=outcomes&model=…&split=test&outcome=FP&index=3[&threshold=0.5]`` — handled by a
-``load`` event registered here, and by :func:`open_outcome` for the core.
+heatmaps). Deep links: ``?tab=outcomes&model=…&split=test&outcome=FP&index=3[&threshold=0.5]`` — read by this
+tab's ``on_link`` handler, and by :func:`open_outcome` for code.
 """
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
-import contextlib
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch.nn as nn
 from PIL import Image
 
-from lib.data import load_split
-from lib.data.datasets import cache_dir
-from lib.explain import gradcam, outcomes, overlay, predict_split, prepare, threshold_presets
+from lib.explain import gradcam, outcomes, overlay, prepare
 from lib.explain.outcomes import OUTCOMES
 from lib.models import get_config
 
-from space.context import AppContext, model_choice, ui_errors
+from ..context import AppContext, TabSpec, model_choice
+from ..errors import ui_errors
+from ..evaluation import data_choices, initial_threshold, load_data, predict, preset_choice, preset_threshold
 
-__all__ = ["build", "open_outcome", "compute_outcomes", "data_choices", "load_data", "get_model",
-           "presets_for", "initial_threshold", "predict", "warm_up", "GALLERY_SIZE", "PRESET_LABELS"]
+__all__ = ["build", "open_outcome", "compute_outcomes", "GALLERY_SIZE", "OUTCOME_NAMES"]
 
-log = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[2]
-BUNDLED = REPO / "examples" / "chest_xray_test"
 #: Examples shown per outcome gallery (the most confident first); the counts are always complete.
 GALLERY_SIZE = 24
 THUMB = 160
-PRESET_LABELS = {"0.5": "0.5", "f1": "F1", "gmean": "G-mean", "youden": "Youden", "model": "model's own"}
-_NULL = contextlib.nullcontext()
 OUTCOME_NAMES = {"TP": "true positives", "TN": "true negatives", "FP": "false positives", "FN": "false negatives"}
-
-
-# --- shared glue (also used by the report and trust tabs) ----------------------------------------------------
-
-def data_root() -> Path:
-    """The course data folder with split sub-folders (``$XCXR_DATA_ROOT`` or ``../shared/data/chest_xray``)."""
-    env = os.environ.get("XCXR_DATA_ROOT")
-    return Path(env) if env else (REPO.parent / "shared" / "data" / "chest_xray")
-
-
-def data_choices() -> list[tuple[str, str]]:
-    """``(label, value)`` pairs for the split dropdown: test/val of the course data when present, bundled always."""
-    root = data_root()
-    out = [(f"{s} split ({root.name})", s) for s in ("test", "val") if (root / s).is_dir()]
-    out.append((f"bundled examples ({sum(1 for _ in BUNDLED.glob('*/*'))} test images)", "examples"))
-    return out
-
-
-def default_split() -> str:
-    return data_choices()[0][1]
-
-
-_DATA: "OrderedDict[tuple[str, int], Any]" = OrderedDict()
-_DATA_LOCK = threading.Lock()
-
-
-def load_data(split: str, img_size: int) -> Any:
-    """The :class:`lib.data.ImageSet` of ``split`` (``"test"``, ``"val"`` or ``"examples"``), kept in memory."""
-    key = (split, int(img_size))
-    with _DATA_LOCK:
-        if key in _DATA:
-            _DATA.move_to_end(key)
-            return _DATA[key]
-    if split == "examples":
-        ds = load_split(BUNDLED, None, img_size, progress=False)
-    elif split in ("test", "val") and (data_root() / split).is_dir():
-        ds = load_split(data_root(), split, img_size, progress=False)
-    else:
-        raise gr.Error(f"unknown data split {split!r}; choose one of {[v for _, v in data_choices()]}")
-    with _DATA_LOCK:
-        _DATA[key] = ds
-        while len(_DATA) > 6:
-            _DATA.popitem(last=False)
-    return ds
-
-
-def predict(model: Any, ds: Any) -> Any:
-    """:func:`lib.explain.predict_split`, cached in memory and on disk (next to the decoded-image cache), so a
-    restarted app does not run the model over a split again."""
-    return predict_split(model, ds, cache_dir=cache_dir().parent / "predictions")
-
-
-def warm_up(ctx: AppContext, split: str | None = None) -> None:
-    """Run the default model over ``split`` (default: the first split offered) once, so the Outcomes and Model
-    report tabs answer at once. The core may call this in a background thread at start."""
-    m = ctx.model(None)
-    predict(m, load_data(split or default_split(), int(get_config(m)["img_size"])))
-
-
-def initial_threshold(ctx: AppContext) -> float:
-    """The default model's own threshold (its config, chosen on its validation split), else 0.5."""
-    try:
-        t = get_config(ctx.model(None)).get("threshold")
-    except Exception:  # noqa: BLE001 - no model loads: the tab still builds; running it shows the reason
-        return 0.5
-    return float(t) if isinstance(t, (int, float)) and 0 <= t <= 1 else 0.5
-
-
-def get_model(ctx: AppContext, name: str | None) -> Any:
-    """The catalog model ``name`` (the default when empty); ``gr.Error`` with the reason when unavailable."""
-    return ctx.model(name)
-
-
-def _validation(split: str) -> str | None:
-    """The split presets are computed on: ``val`` when present, else ``None`` (= the chosen split itself)."""
-    return "val" if (data_root() / "val").is_dir() else None
-
-
-def presets_for(model: Any, split: str) -> tuple[dict[str, float], str]:
-    """``threshold_presets`` on the validation split (or ``split`` itself) and a sentence saying which."""
-    size = int(get_config(model)["img_size"])
-    val = _validation(split)
-    pred = predict(model, load_data(val or split, size))
-    presets = threshold_presets(pred)
-    if val and val != split:
-        note = f"Presets chosen on the **{val}** split and applied to **{split}** (no tuning on the data shown)."
-    elif val == split:
-        note = f"Presets chosen on the **{val}** split itself, which is also the split shown: optimistic."
-    else:
-        note = (f"No validation split here: presets chosen on **{split}** itself, the split shown — optimistic "
-                "(on the course data they come from the val split).")
-    return presets, note
-
-
-# --- outcomes ------------------------------------------------------------------------------------------------
 
 _THUMBS: dict[tuple[str, int], str] = {}
 _THUMB_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "xcxr_outcome_thumbs"
@@ -160,14 +51,14 @@ def _thumb(ds: Any, index: int) -> str:
         path = str(_THUMB_DIR / f"{digest}.png")
         if not os.path.exists(path):
             img = Image.fromarray(ds.images[index, 0].numpy()).resize((THUMB, THUMB), Image.BILINEAR)
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # written whole, then renamed: no torn reads
             img.save(tmp, format="PNG")
             os.replace(tmp, path)
         _THUMBS[key] = path
     return path
 
 
-def compute_outcomes(model: Any, split: str, threshold: float) -> tuple[Any, Any, Any]:
+def compute_outcomes(model: nn.Module, split: str, threshold: float) -> tuple[Any, Any, Any]:
     """``(dataset, predictions, outcomes)`` — the one cached pass, then the threshold."""
     ds = load_data(split, int(get_config(model)["img_size"]))
     pred = predict(model, ds)
@@ -184,8 +75,7 @@ def _gallery(ds: Any, pred: Any, res: Any, name: str) -> list[tuple[str, str]]:
             for r, i in enumerate(res[name][:GALLERY_SIZE])]
 
 
-def _heatmaps(model: Any, ds: Any, pred: Any, res: Any, outcome: str, rank: int, ctx: Any = None
-              ) -> tuple[Any, Any, str]:
+def _heatmaps(model: nn.Module, ds: Any, pred: Any, res: Any, outcome: str, rank: int) -> tuple[Any, Any, str]:
     """Grad-CAM of both classes for the ``rank``-th (1-based) example of ``outcome``, on one shared colour scale."""
     outcome = str(outcome).upper()
     if outcome not in OUTCOMES:
@@ -198,10 +88,8 @@ def _heatmaps(model: Any, ds: Any, pred: Any, res: Any, outcome: str, rank: int,
                        f"got {rank}")
     i = items[int(rank) - 1]
     grey = ds.images[i:i + 1]
-    with (ctx.model_lock(model) if ctx is not None else _NULL):  # hooks on a shared model must not interleave
-        maps = gradcam(model, prepare(model, grey))[0].cpu().numpy()  # (2, H, W): both classes, ReLU, bilinear
+    maps = gradcam(model, prepare(model, grey))[0].cpu().numpy()  # (2, H, W): both classes, ReLU, bilinear
     vmax = float(maps.max()) if maps.max() > 0 else 1.0
-    labels = list(get_config(model).get("labels") or pred.classes)
     imgs = [overlay(grey[0, 0].numpy(), maps[c], vmin=0.0, vmax=vmax) for c in range(maps.shape[0])]
     caption = (f"**{outcome} #{rank}** of {len(items)} — `{Path(pred.path[i]).name}`, true label "
                f"**{pred.classes[int(pred.label[i])]}**, P({pred.classes[1].lower()}) = {pred.probability[i]:.3f} "
@@ -211,8 +99,8 @@ def _heatmaps(model: Any, ds: Any, pred: Any, res: Any, outcome: str, rank: int,
     return imgs[0], imgs[1] if len(imgs) > 1 else None, caption
 
 
-def open_outcome(model: Any, split: str, outcome: str, index: int, threshold: float | None = None,
-                 ctx: Any = None) -> tuple[Any, Any, str]:
+def open_outcome(model: nn.Module | str, split: str, outcome: str, index: int, threshold: float | None = None,
+                 ctx: AppContext | None = None) -> tuple[Any, Any, str]:
     """The heatmaps (both classes) and a caption of example ``index`` (1-based rank) of ``outcome``.
 
     ``model`` is a loaded model, or a model name when ``ctx`` is given. ``threshold=None``: the model's own
@@ -220,27 +108,28 @@ def open_outcome(model: Any, split: str, outcome: str, index: int, threshold: fl
     """
     if isinstance(model, str):
         if ctx is None:
-            raise ValueError("pass ctx to open a model by name")
-        model = get_model(ctx, model)
+            raise gr.Error("pass ctx to open a model by name")
+        model = ctx.model(model)
     ds = load_data(split, int(get_config(model)["img_size"]))
     pred = predict(model, ds)
     t = _default_threshold(pred) if threshold is None else float(threshold)
-    return _heatmaps(model, ds, pred, outcomes(pred, t), outcome, int(index), ctx)
+    return _heatmaps(model, ds, pred, outcomes(pred, t), outcome, int(index))
 
 
-def build(ctx: Any) -> None:
+def build(ctx: AppContext) -> TabSpec:
     """The Outcomes tab (call inside ``with gr.Tab("Outcomes"):``)."""
     splits = data_choices()
+    labels = ctx.labels()
     gr.Markdown("Every image of a split, sorted into **true/false positives/negatives** at a decision threshold "
-                "(positive iff P(pneumonia) ≥ threshold). Each gallery starts with the case the model was surest "
-                f"about — for the errors, the most confident mistakes. Up to {GALLERY_SIZE} shown per outcome. "
-                "Click an image to see its Grad-CAM for both classes.")
+                f"(positive iff P({labels[1].lower()}) ≥ threshold). Each gallery starts with the case the model "
+                "was surest about — for the errors, the most confident mistakes. "
+                f"Up to {GALLERY_SIZE} shown per outcome. Click an image to see its Grad-CAM for both classes.")
     with gr.Row():
         model = model_choice(ctx)
         split = gr.Dropdown(choices=splits, value=splits[0][1], label="Data split")
     with gr.Row():
         threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001, label="Threshold", scale=3)
-        preset = gr.Radio(choices=[(v, k) for k, v in PRESET_LABELS.items()], value=None, label="Preset", scale=3)
+        preset = preset_choice(scale=3)
         refresh = gr.Button("Show outcomes", variant="primary", scale=1)
     note = gr.Markdown()
     counts = gr.JSON(label="Counts", visible=False)  # the counts are in the note; the JSON is for the API
@@ -257,13 +146,13 @@ def build(ctx: Any) -> None:
         show = gr.Button("Show heatmaps", scale=1)
     caption = gr.Markdown()
     with gr.Row():
-        heat0 = gr.Image(label="Grad-CAM: NORMAL", format="png", interactive=False, elem_id="outcomes-heat-0")
-        heat1 = gr.Image(label="Grad-CAM: PNEUMONIA", format="png", interactive=False, elem_id="outcomes-heat-1")
+        heat0 = gr.Image(label=f"Grad-CAM: {labels[0]}", format="png", interactive=False, elem_id="outcomes-heat-0")
+        heat1 = gr.Image(label=f"Grad-CAM: {labels[1]}", format="png", interactive=False, elem_id="outcomes-heat-1")
 
     @ui_errors
     def run(name: str, split_name: str, t: float, progress: gr.Progress = gr.Progress()) -> tuple:
         progress(0.05, desc="loading the model")
-        m = get_model(ctx, name)
+        m = ctx.model(name)
         progress(0.2, desc="loading the images")
         ds = load_data(split_name, int(get_config(m)["img_size"]))
         progress(0.4, desc="running the model on the split (once, cached)")
@@ -281,23 +170,26 @@ def build(ctx: Any) -> None:
     refresh.click(**evt, api_name="outcomes")
 
     @ui_errors
+    def heat_labels(name: str | None) -> tuple:
+        names = ctx.labels(name)
+        return gr.Image(label=f"Grad-CAM: {names[0]}"), gr.Image(label=f"Grad-CAM: {names[1]}")
+
+    model.change(heat_labels, model, [heat0, heat1], api_visibility="private", queue=False)
+
+    @ui_errors
     def apply_preset(name: str, split_name: str, key: str | None) -> tuple[float, str]:
         if not key:
             return gr.update(), gr.update()
-        m = get_model(ctx, name)
-        presets, text = presets_for(m, split_name)
-        if key not in presets:
-            raise gr.Error(f"preset {key!r} is not available for {name}: {sorted(presets)}")
-        return presets[key], f"{PRESET_LABELS[key]} threshold = {presets[key]:.4f}. {text}"
+        return preset_threshold(ctx.model(name), name, split_name, key)
 
     preset.input(apply_preset, [model, split, preset], [threshold, note], api_name="outcome_presets").then(
         **evt, api_visibility="private")
 
     @ui_errors
     def heat(name: str, split_name: str, t: float, outcome: str, rank: float) -> tuple:
-        m = get_model(ctx, name)
+        m = ctx.model(name)
         ds, pred, res = compute_outcomes(m, split_name, float(t))
-        return _heatmaps(m, ds, pred, res, outcome, int(rank or 1), ctx)
+        return _heatmaps(m, ds, pred, res, outcome, int(rank or 1))
 
     def picker(outcome: str):
         # one handler per gallery: the gallery a click came from is known when the handler is made
@@ -313,7 +205,7 @@ def build(ctx: Any) -> None:
         g.select(picker(outcome_name), [model, split, threshold], [sel_outcome, sel_rank, heat0, heat1, caption],
                  api_visibility="private")
 
-    # deep link: ?tab=outcomes&model=…&split=…&outcome=FP&index=3[&threshold=…] (the core sets the tab and model)
+    # deep link: ?tab=outcomes&model=…&split=…&outcome=FP&index=3[&threshold=…] (the app sets the tab and model)
     link_outputs = [split, threshold, sel_outcome, sel_rank, counts, *galleries.values(), heat0, heat1, caption]
 
     @ui_errors
@@ -322,7 +214,7 @@ def build(ctx: Any) -> None:
             return tuple(gr.update() for _ in link_outputs)
         name = q.get("model") or ctx.default_model
         split_name = q.get("split") or splits[0][1]
-        m = get_model(ctx, name)
+        m = ctx.model(name)
         ds = load_data(split_name, int(get_config(m)["img_size"]))
         pred = predict(m, ds)
         try:
@@ -332,12 +224,10 @@ def build(ctx: Any) -> None:
             raise gr.Error("deep link: threshold must be a number and index a whole number") from None
         outcome = (q.get("outcome") or "TP").upper()
         res = outcomes(pred, t)
-        h0, h1, cap = _heatmaps(m, ds, pred, res, outcome, rank, ctx)
+        h0, h1, cap = _heatmaps(m, ds, pred, res, outcome, rank)
         gals = [_gallery(ds, pred, res, n) for n in OUTCOMES]
         return (split_name, t, outcome, rank, res.counts, *gals, h0, h1, cap)
 
-    ctx.on_link(from_link, link_outputs)
-    # for the core's "copy link" button: the query parameters this tab reads back, with the components holding them
-    extras = getattr(ctx, "link_extras", None)
-    if isinstance(extras, dict):
-        extras["outcomes"] = [("split", split), ("threshold", threshold), ("outcome", sel_outcome), ("index", sel_rank)]
+    # the copy-link button writes these back: the query parameters from_link reads, with the components holding them
+    extras = [("split", split), ("threshold", threshold), ("outcome", sel_outcome), ("index", sel_rank)]
+    return TabSpec(model=model, on_link=(from_link, link_outputs), link_extras=extras)

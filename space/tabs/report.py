@@ -1,9 +1,11 @@
 """Model report tab: metrics (per image and per patient), ROC, confusion matrix, training curves, model card.
 
 UI glue only: the numbers are :func:`lib.metrics.evaluate_predictions` on the probabilities of
-:func:`lib.explain.predict_split` (one cached pass per model and split, shared with the Outcomes tab); the figures
-are :func:`lib.metrics.plot_roc` (F1 and G-mean points marked), :func:`lib.metrics.plot_confusion_matrix` and
-:func:`lib.metrics.plot_training_curves` (the model folder's ``history.json``; else its ``training_curves.png``).
+:func:`lib.explain.predict_split` (one cached pass per model and split, through :mod:`space.evaluation`, shared with
+the Outcomes tab); the figures are :func:`lib.metrics.plot_roc` (F1 and G-mean points marked),
+:func:`lib.metrics.plot_confusion_matrix` and :func:`lib.metrics.plot_training_curves` (the model folder's
+``history.json``; else its ``training_curves.png``), plain matplotlib ``Figure`` objects (no pyplot: its global
+figure list is not thread-safe).
 
 API: ``/report`` (model, split, threshold → metrics JSON, metrics table, ROC, confusion matrix, training curves,
 model card). The preset radio (0.5 / F1 / G-mean / Youden / model's own, chosen on the validation split when there
@@ -19,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from PIL import Image
 
 from lib.explain import to_png_bytes
 from lib.metrics import evaluate_predictions, plot_confusion_matrix, plot_roc, plot_training_curves
 from lib.models import get_config
 
-from space.context import AppContext, model_choice, ui_errors
-
-from .outcomes import PRESET_LABELS, data_choices, get_model, initial_threshold, load_data, predict, presets_for
+from ..context import AppContext, TabSpec, model_choice
+from ..errors import ui_errors
+from ..evaluation import data_choices, initial_threshold, load_data, predict, preset_choice, preset_threshold
 
 __all__ = ["build", "compute_report", "METRIC_ROWS", "model_card"]
 
@@ -42,12 +44,10 @@ _FIGS: "OrderedDict[tuple, Image.Image]" = OrderedDict()
 _FIGS_LOCK = threading.Lock()
 
 
-def _png(fig: Any) -> Image.Image:
-    """A matplotlib figure as a PIL image; the figure is closed (no figures pile up across requests)."""
-    try:
-        return Image.open(io.BytesIO(to_png_bytes(fig))).convert("RGB")
-    finally:
-        plt.close(fig)
+def _png(fig: Figure) -> Image.Image:
+    """A matplotlib figure as a PIL image. lib's figures are plain ``Figure`` objects (no pyplot figure list), so
+    nothing needs closing: the figure is garbage once this returns."""
+    return Image.open(io.BytesIO(to_png_bytes(fig))).convert("RGB")
 
 
 def _cached(key: tuple, make: Any) -> Image.Image:
@@ -107,7 +107,7 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     """Everything the tab shows: ``(metrics dict, table rows, note, ROC, confusion matrix, curves, card)``."""
     step = progress or (lambda *a, **k: None)
     step(0.05, desc="loading the model")
-    m = get_model(ctx, name)
+    m = ctx.model(name)
     name = name or ctx.default_model
     step(0.2, desc="loading the images")
     ds = load_data(split, int(get_config(m)["img_size"]))
@@ -116,7 +116,7 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     t = float(threshold)
     step(0.7, desc="metrics and figures")
     metrics = evaluate_predictions(pred.label, pred.probability, t, pred.patient_id)
-    patient = metrics.get("patient_level") or {}
+    patient = metrics.get("per_patient") or {}  # lib.metrics.PER_PATIENT
     table = [[label, _fmt(metrics.get(key)), _fmt(patient.get("n_patients" if key == "n" else key))
               if patient else "—"] for key, label in METRIC_ROWS]
     both = len(set(pred.label.tolist())) == 2
@@ -139,7 +139,7 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     return metrics, table, note, roc, cm, curves, model_card(folder)
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TabSpec:
     """The Model report tab (call inside ``with gr.Tab("Model report"):``)."""
     splits = data_choices()
     with gr.Row():
@@ -148,7 +148,7 @@ def build(ctx: AppContext) -> None:
         threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001,
                               label="Threshold (positive iff P ≥ threshold)")
     with gr.Row():
-        preset = gr.Radio(choices=[(v, k) for k, v in PRESET_LABELS.items()], value=None, label="Preset", scale=3)
+        preset = preset_choice(scale=3)
         go = gr.Button("Show report", variant="primary", scale=1)
     preset_note = gr.Markdown()
     note = gr.Markdown()
@@ -170,10 +170,7 @@ def build(ctx: AppContext) -> None:
     def apply_preset(name: str, split_name: str, key: str | None) -> tuple:
         if not key:
             return gr.update(), gr.update()
-        presets, text = presets_for(get_model(ctx, name), split_name)
-        if key not in presets:
-            raise gr.Error(f"preset {key!r} is not available for {name}: {sorted(presets)}")
-        return presets[key], f"{PRESET_LABELS[key]} threshold = {presets[key]:.4f}. {text}"
+        return preset_threshold(ctx.model(name), name, split_name, key)
 
     outs = [metrics, table, note, roc, cm, curves, card]
     go.click(run, [model, split, threshold], outs, api_name="report", concurrency_limit=2)
@@ -181,3 +178,4 @@ def build(ctx: AppContext) -> None:
           api_visibility="private", concurrency_limit=2)
     preset.input(apply_preset, [model, split, preset], [threshold, preset_note], api_visibility="private").then(
         run, [model, split, threshold], outs, api_visibility="private")
+    return TabSpec(model=model)

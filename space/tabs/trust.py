@@ -24,7 +24,8 @@ import torch
 from lib.explain import deletion_insertion, gradcam, model_randomisation, overlay, prepare
 from lib.models import get_config, predict_proba
 
-from space.context import AppContext, example_choice, load_image, model_choice, ui_errors, upload_choice
+from ..context import AppContext, TabSpec, image_inputs, load_image
+from ..errors import ui_errors
 
 __all__ = ["build", "run_trust", "PREDICTED"]
 
@@ -85,8 +86,7 @@ def run_trust(ctx: AppContext, image: Any, model_name: str | None, example_id: s
         gallery.append((overlay(small, maps[0, 0].numpy()), f"{r['step']}: {what} · ρ = {r['spearman']:.2f}"))
 
     step(0.5, desc="deletion and insertion curves")
-    with ctx.model_lock(m):  # Grad-CAM registers hooks on the shared model
-        res = deletion_insertion(m, x, classes=[c], steps=steps, seed=seed)
+    res = deletion_insertion(m, x, classes=[c], steps=steps, seed=seed)
     curves = {}
     for mode in ("deletion", "insertion"):
         frames = [pd.DataFrame({"fraction of pixels": res.x, "probability": res.curves[mode][0],
@@ -120,22 +120,13 @@ def _verdict(mode: str, summary: dict[str, float]) -> str:
     return "better than random" if better else "NOT better than random"
 
 
-def _default_labels(ctx: AppContext) -> list[str]:
-    try:
-        return list(get_config(ctx.model(None)).get("labels") or [])
-    except Exception:  # noqa: BLE001 - no model loads: the tab still builds, running it shows the reason
-        return ["NORMAL", "PNEUMONIA"]
-
-
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> TabSpec:
     """The Trust tab (call inside ``with gr.Tab("Trust"):``)."""
     with gr.Row():
         with gr.Column(scale=1):
-            upload = upload_choice()
-            example = example_choice(ctx, value=ctx.examples.first("PNEUMONIA"))
-            model = model_choice(ctx)
+            inp = image_inputs(ctx)
         with gr.Column(scale=1):
-            target = gr.Radio(choices=[PREDICTED, *_default_labels(ctx)], value=PREDICTED, label="Explained class")
+            target = gr.Radio(choices=[PREDICTED, *ctx.labels()], value=PREDICTED, label="Explained class")
             steps = gr.Slider(4, 100, value=32, step=1, label="Deletion/insertion steps")
             seed = gr.Number(value=0, precision=0, label="Seed (randomisation and random maps)")
             go = gr.Button("Run the checks", variant="primary")
@@ -159,6 +150,12 @@ def build(ctx: AppContext) -> None:
             s: float, progress: gr.Progress = gr.Progress()) -> tuple:
         return run_trust(ctx, image, model_name, example_id, cls, int(n_steps), int(s or 0), progress)
 
-    go.click(run, [upload, model, example, target, steps, seed],
+    go.click(run, [inp.upload, inp.model, inp.example, target, steps, seed],
              [data, table, maps, deletion, insertion, aucs, summary], api_name="trust", concurrency_limit=1)
-    example.change(lambda: None, None, upload, api_visibility="private", queue=False)
+
+    def class_choices(model_name: str | None) -> gr.Radio:
+        # another model may name its classes differently; the choice goes back to the predicted class
+        return gr.Radio(choices=[PREDICTED, *ctx.labels(model_name)], value=PREDICTED)
+
+    inp.model.change(class_choices, inp.model, target, api_visibility="private", queue=False)
+    return TabSpec(model=inp.model, example=inp.example)
