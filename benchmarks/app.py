@@ -60,9 +60,12 @@ def _free_port() -> int:
 
 
 def _launch(demo: Any) -> str:
+    from lib.data.images import MAX_FILE_BYTES
+
     port = _free_port()
-    with contextlib.redirect_stdout(sys.stderr):
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    with contextlib.redirect_stdout(sys.stderr):  # uploads limited as in space.app.main
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                    max_file_size=MAX_FILE_BYTES)
     return f"http://127.0.0.1:{port}/"
 
 

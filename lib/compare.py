@@ -43,6 +43,7 @@ from .metrics import THRESHOLD_CRITERIA, binary_metrics, optimal_thresholds, pat
 from .models import get_config, load_model, predict_proba
 from .training import TrainConfig, fields_affecting, load_splits, upgrade_args
 from .errors import XcxrValueError
+from .out_folders import check_out_folder
 
 __all__ = ["compare_runs", "thresholds_table", "RUN_FILES", "TABLE_COLUMNS"]
 
@@ -141,7 +142,8 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
 
     Args:
         runs: display name → run folder (what ``python -m train … --out`` wrote).
-        out: folder for roc.png, confusion_matrices.png, filters_<slug>.png, thresholds.md, comparison.json.
+        out: folder for roc.png, confusion_matrices.png, filters_<slug>.png, thresholds.md, comparison.json:
+            absent, empty or a comparison report of ours (any other folder is refused before anything is written).
         criteria: threshold criteria from :data:`lib.metrics.THRESHOLD_CRITERIA` (``"f1"``, ``"gmean"``,
             ``"youden"``); a single string is one criterion.
         split: where the val-chosen thresholds are applied: ``"test"`` (default) or ``"val"`` (in-sample,
@@ -161,7 +163,8 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
 
     Raises:
         ValueError: empty ``runs``, unknown criterion or split, a folder that is not a finished run, data
-            that cannot be found, a run without the requested split, or a split with one class only.
+            that cannot be found, a run without the requested split, or a split with one class only;
+            :class:`lib.out_folders.OutFolderError` (a ValueError) for an ``out`` that is not ours.
 
     Example:
         >>> compare_runs({"CNN1": "runs/cnn1", "ResNet18": "runs/resnet18"}, "reports/compare")  # doctest: +SKIP
@@ -177,6 +180,9 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
         raise XcxrValueError(f"unknown criterion {unknown or '(none given)'}; allowed: {list(THRESHOLD_CRITERIA)}")
     if split not in _SPLITS:
         raise XcxrValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+    # Before anything is written: `out` is absent, empty or a comparison report of ours (never a folder with other
+    # files, never a symbolic link; lib.out_folders).
+    check_out_folder(out, "compare")
     # Check every folder before the (slow) predictions, so a typo in the last one fails at once.
     checked = {}
     for name, folder in runs.items():
@@ -184,6 +190,10 @@ def compare_runs(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike, 
         checked[str(name)] = (Path(folder), args, run_metrics, _train_config(Path(folder), args, data, progress))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # comparison.json first, without models (the marker of a report of ours): a comparison that stops half-way (a
+    # run without a test split…) leaves a folder the next attempt recognises and may write again
+    (out / "comparison.json").write_text(json.dumps({"split": split, "threshold_split": "val",
+                                                     "criteria": list(criteria), "models": {}}, indent=1))
 
     fig_roc, ax_roc = _new_axes((6.5, 6.5))
     cm_fig, cm_axes = _confusion_grid(len(checked), len(criteria))

@@ -8,19 +8,21 @@ a bug: callers log it with its traceback and show the user a short generic messa
 Every subclass keeps the built-in parent it had before (``ValueError``, ``TypeError`` or ``RuntimeError``), so code
 that catches those keeps working:
 
-==============================  ================================  ==================================================
-class                           parents                           raised for
-==============================  ================================  ==================================================
-:class:`XcxrValueError`         ``XcxrError``, ``ValueError``     an argument or option value outside what is allowed
-:class:`XcxrTypeError`          ``XcxrError``, ``TypeError``      an argument of the wrong type, an unknown option
-:class:`XcxrKeyError`           ``XcxrError``, ``KeyError``       a name that is not among the allowed ones
-``lib.data.DataError``          ``XcxrValueError``                a data folder / split / CT description problem
-``lib.data.ImageError``         ``XcxrValueError``                a file that cannot be decoded as a usable image
-``lib.sweep.SweepError``        ``XcxrValueError``                a bad sweep file
-``lib.models.ModelLoadError``   ``XcxrError``, ``RuntimeError``   a model folder or Hub repo that cannot be loaded
-``PretrainedWeightsUnavailable``  ``XcxrError``, ``RuntimeError`` ImageNet weights that cannot be had (offline)
-``lib.training.TrainingError``  ``XcxrError``, ``RuntimeError``   a training run that cannot start or continue
-==============================  ================================  ==================================================
+==================================  ==================================  ===================================================
+class                               parents                             raised for
+==================================  ==================================  ===================================================
+:class:`XcxrValueError`             ``XcxrError``, ``ValueError``       an argument or option value outside what is allowed
+:class:`XcxrTypeError`              ``XcxrError``, ``TypeError``        an argument of the wrong type, an unknown option
+:class:`XcxrKeyError`               ``XcxrError``, ``KeyError``         a name that is not among the allowed ones
+``lib.data.DataError``              ``XcxrValueError``                  a data folder / split / CT description problem
+``lib.data.ImageError``             ``XcxrValueError``                  a file that cannot be decoded as a usable image
+``lib.sweep.SweepError``            ``XcxrValueError``                  a bad sweep file
+``lib.out_folders.OutFolderError``  ``XcxrValueError``                  an output folder that is not one of ours
+``lib.models.ModelLoadError``       ``XcxrError``, ``RuntimeError``     a model folder or Hub repo that cannot be loaded
+``lib.models.HubAuthError``         ``XcxrError``, ``PermissionError``  no Hugging Face token where one is needed
+``PretrainedWeightsUnavailable``    ``XcxrError``, ``RuntimeError``     ImageNet weights that cannot be had (offline)
+``lib.training.TrainingError``      ``XcxrError``, ``RuntimeError``     a training run that cannot start or continue
+==================================  ==================================  ===================================================
 
 Example:
     >>> from lib.errors import XcxrError

@@ -23,7 +23,9 @@ directory, as on the ``python -m train`` command line.
 Every run is an ordinary ``python -m train`` output folder (Hub-ready, listed by the app) named after what it
 changes, under ``OUT/``. Running the same command again skips finished runs (``metrics.json`` present with the same
 settings), resumes a killed one from its checkpoint, and refuses — naming the differences — a folder that holds a
-run with other settings, unless ``--overwrite``. Identical configurations are trained once (a search step whose
+run with other settings, unless ``--overwrite``. A folder that is not ours — other files in ``OUT`` or in a run
+folder, a symbolic link — is refused before anything is written, ``--overwrite`` or not
+(:func:`lib.out_folders.check_out_folder`). Identical configurations are trained once (a search step whose
 value equals the previous step's winner reuses that run).
 
 At the end ``OUT/summary.md`` and ``OUT/summary.json`` hold one row per run (its settings, best epoch, validation
@@ -38,6 +40,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -49,6 +52,7 @@ import yaml
 
 from .errors import XcxrValueError
 from .metrics.summary import headline
+from .out_folders import check_out_folder
 from .training import CHECKPOINT_DIR, CHECKPOINT_FILE, TrainConfig, fields_affecting, fit, upgrade_args
 
 __all__ = ["SweepError", "SweepConfig", "RunSpec", "load_sweep", "run_sweep", "summary_rows", "summary_markdown",
@@ -345,9 +349,20 @@ def _train(spec: RunSpec, out: Path, overwrite: bool, progress: bool,
         log.info("%s: finished earlier, skipped", spec.name)
         return json.loads((folder / "metrics.json").read_text())
     if state == "different":
+        check_out_folder(folder, "run")  # only a run folder of ours is ever removed (checked again right before)
         shutil.rmtree(folder)
     log.info("%s: %s", spec.name, "resuming" if state == "partial" else "training")
     return trainer(spec.train_config(out, progress))
+
+
+def _refuse_own_file(source: Path, target: Path, what: str, flag: str) -> None:
+    """Refuse to write ``target`` when it is ``source`` itself (e.g. --out is the folder of the sweep file)."""
+    try:
+        same = source.is_file() and target.is_file() and os.path.samefile(source, target)
+    except OSError:
+        same = False
+    if same:
+        raise SweepError(f"{target} is {what} itself; the sweep would overwrite it: choose another {flag}")
 
 
 def pick_best(values: Sequence[Any], scores: Sequence[float | None]) -> int:
@@ -383,6 +398,10 @@ def run_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False, progre
     the sweep has one model) when a token is present.
     """
     out = Path(out)
+    # Before anything is written: OUT is absent, empty or a sweep folder of ours, and so is every run folder in it
+    # (a folder with other files is refused, --overwrite or not; so is any symbolic link).
+    check_out_folder(out, "sweep")
+    _refuse_own_file(Path(cfg.source), out / "sweep.yaml", "the sweep file", "--out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
     started = time.perf_counter()
@@ -609,6 +628,10 @@ def _publish(out: Path, best: Mapping[str, str], owner: str, prefix: str, privat
 def export_results(out: Path, dest: Path, summary: Mapping[str, Any], bundle: Sequence[str] = ()) -> list[Path]:
     """Copy the summary, figures and comparison (no weights) into ``dest``; and the best run of each model named
     in ``bundle`` (small models only: weights, config, card, metrics, plots — no checkpoint) into ``dest/best/``."""
+    check_out_folder(dest, "sweep")  # a results folder of ours (summary, figures, best runs) or a new one
+    if dest.resolve() == out.resolve():
+        raise SweepError(f"{dest} is the sweep's own folder; copy the results to another folder (--results)")
+    _refuse_own_file(Path(str(summary.get("source") or "")), dest / "sweep.yaml", "the sweep file", "--results")
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in ["summary.md", "summary.json", "sweep.yaml", *summary.get("figures", [])]:

@@ -53,6 +53,7 @@ from .data import Augment, DataError, ImageSet, Preprocess, available_splits, lo
 from .metrics import evaluate_predictions, optimal_thresholds, patient_means, roc_auc
 from .models import create_model, get_config, positive_probability, save_model
 from .errors import XcxrError, XcxrValueError
+from .out_folders import check_out_folder
 from .run_args import upgrade_args
 
 __all__ = ["TrainConfig", "fit", "make_loss", "OneLogitBCE", "read_checkpoint_meta", "load_splits", "TrainingError",
@@ -309,9 +310,14 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     out = Path(cfg.out)
     ckpt = out / CHECKPOINT_DIR
     args = asdict(cfg)
-    if ckpt.exists() and not cfg.resume and not cfg.overwrite:
-        raise TrainingError(f"{out} already holds a training checkpoint; pass --resume to continue it, "
-                            "--overwrite to start again, or choose another --out")
+    # Before anything is read or written: --out is absent, empty or a run folder of ours (never a folder with other
+    # files, never a symbolic link), and one of ours is only continued or replaced when asked to.
+    if check_out_folder(out, "run") == "ours" and not cfg.resume and not cfg.overwrite:
+        if ckpt.exists():
+            raise TrainingError(f"{out} already holds a training checkpoint; pass --resume to continue it, "
+                                "--overwrite to start again, or choose another --out")
+        raise TrainingError(f"{out} already holds a training run; pass --overwrite to replace it, or choose "
+                            "another --out")
 
     # 1. seed, data ---------------------------------------------------------------------------------------
     _seed_everything(cfg.seed)
@@ -452,6 +458,7 @@ def fit(cfg: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None 
     if test is not None:
         _, test_prob = _evaluate(raw_model, test, pre_cpu, loss_fn, cpu, bs)
         metrics["test"] = evaluate_predictions(test.labels.numpy(), test_prob, threshold, test.patient_ids)
+    check_out_folder(out, "run")  # again: nothing foreign (a symbolic link…) may have appeared during training
     save_model(raw_model, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "history.json").write_text(json.dumps(history, indent=1))

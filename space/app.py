@@ -38,19 +38,28 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from lib.data.images import MAX_FILE_BYTES  # noqa: E402
 from lib.errors import XcxrError  # noqa: E402
-from space import evaluation  # noqa: E402
+from space import evaluation, fair_queue, gradio_patches  # noqa: E402
 from space.catalog import ModelCatalog  # noqa: E402
 from space.context import TAB_IDS, AppContext, TabSpec  # noqa: E402
 from space.examples import ExampleSet  # noqa: E402
 from space.tabs import classify, feature_maps, filters, heatmaps, outcomes, report, trust  # noqa: E402
 
-__all__ = ["build_app", "make_context", "main", "TAB_TITLES", "TAB_MODULES", "copy_link_js"]
+__all__ = ["build_app", "make_context", "main", "TAB_TITLES", "TAB_MODULES", "copy_link_js", "LANES"]
 
 log = logging.getLogger("space")
 
 TAB_TITLES = {"classify": "Classify", "heatmaps": "Heatmaps", "filters": "Filters", "feature_maps": "Feature maps",
               "outcomes": "Outcomes", "report": "Model report", "trust": "Trust"}
+#: The queue's lanes (``concurrency_id`` -> events of it running at once). A free Space has 2 vCPUs: the interactive
+#: lane (classify, Grad-CAM, filters, feature maps, every private helper event) runs two at a time; the expensive one
+#: (``/trust``, ``/outcomes``, ``/report``, presets, heatmaps with IG/SmoothGrad/occlusion) one, so a queue of them
+#: never holds both cores and ``/classify`` stays fast while they run.
+INTERACTIVE, EXPENSIVE = "interactive", fair_queue.EXPENSIVE
+LANES = {INTERACTIVE: 2, EXPENSIVE: 1}
+#: The whole queue's bound, the last resort when many addresses flood at once (per visitor: space/fair_queue.py).
+QUEUE_MAX_SIZE = 256
 #: tab id -> the module whose ``build(ctx) -> TabSpec`` makes it.
 TAB_MODULES = {"classify": classify, "heatmaps": heatmaps, "filters": filters, "feature_maps": feature_maps,
                "outcomes": outcomes, "report": report, "trust": trust}
@@ -165,7 +174,10 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             if s.on_open is not None:
                 fn, inputs, outputs = s.on_open
                 tab_blocks[tab_id].select(fn, inputs, outputs, api_visibility="private")
-    demo.queue(default_concurrency_limit=2, max_size=256)
+    # One queue for every visitor: per-visitor limits, unread events dropped, fair order, two lanes (see
+    # space/fair_queue.py). Events without a concurrency_id of their own join the interactive lane.
+    fair_queue.install(demo, lanes=LANES, default_lane=INTERACTIVE, max_size=QUEUE_MAX_SIZE)
+    gradio_patches.install()  # output images written atomically: a class downloads the same file at once
     demo.xcxr_context = ctx  # type: ignore[attr-defined]  # tests and benchmarks reach the catalog through this
     demo.xcxr_tabs = specs  # type: ignore[attr-defined]  # tab id -> TabSpec, for tests
     # the copy-link wiring, for tests: owner maps, the JSON handed to the JS and its input components in order
@@ -250,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_app(ctx)
     # Precompute the default model's outcomes while the first page loads (then cached in memory and on disk).
     threading.Thread(target=_warm_up, args=(ctx,), daemon=True, name="outcomes-warm-up").start()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="200mb",
+    # One upload limit, enforced by Gradio while the file streams in (HTTP 413, nothing kept on disk): the same
+    # number lib.data.load_grey checks, so no upload is accepted by Gradio only to be refused by the decoder.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_BYTES,
                 footer_links=["api", "settings"])
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +23,23 @@ from typing import Any
 import torch.nn as nn
 
 from lib.errors import XcxrError
-from lib.models import load_model
+from lib.models import check_model, load_model
 
-from .errors import log_incident
+from .errors import log_incident, public_text
 
-__all__ = ["ModelCatalog", "ModelEntry", "CatalogError", "hub_repos_from_config", "DEFAULT_MODEL"]
+__all__ = ["ModelCatalog", "ModelEntry", "CatalogError", "hub_repos_from_config", "DEFAULT_MODEL", "SCAN_BUDGET_S",
+           "LOAD_WAIT_S", "MAX_LOADED_BYTES"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The bundled model shown first.
 DEFAULT_MODEL = "pneumonia_cnn"
 HUB_CONFIG = Path(__file__).with_name("hub_models.yaml")
+#: Time the start may spend checking the local model folders' configs (each takes milliseconds).
+SCAN_BUDGET_S = 5.0
+#: How long a request waits for a model that is loading before it is told to try again.
+LOAD_WAIT_S = 20.0
+#: Weights of loaded models kept in memory at once (the least recently used beyond it are dropped).
+MAX_LOADED_BYTES = 1 * 2**30
 
 
 class CatalogError(XcxrError, RuntimeError):
@@ -87,7 +98,18 @@ class ModelCatalog:
     """Bundled models (``models_dir``), the studies' best models (``studies_dir``), local runs (``runs_dir``) and Hub
     repos, loaded on first use and cached.
 
-    Thread-safe: one lock guards loading, so concurrent requests load a model once.
+    Every folder and repo is input (anything can be dropped into ``runs/``), so:
+
+    * **Listing is cheap and bounded.** At start each local folder gets :func:`lib.models.check_model` (its
+      config against the zoo's bounds and budgets, the model built on the meta device: milliseconds, no weights
+      read) within :data:`SCAN_BUDGET_S` in all; a folder that fails is listed as unavailable with a one-line
+      reason. Hub repos (network: their config.json is downloaded) are checked in the background.
+    * **Loading is lazy, off the request path, and bounded in time and memory.** A model loads in a small worker
+      pool the first time someone asks for it; the asking request waits at most :data:`LOAD_WAIT_S` and then
+      gets "still loading, try again", so one slow download never holds a request (or the start) for long, and
+      no lock is held while loading, so other visitors and other models are never delayed. Loaded models are
+      kept while their weights total at most :data:`MAX_LOADED_BYTES`; beyond that the least recently used
+      (never the default model) is dropped and reloads on its next use.
     """
 
     def __init__(self, models_dir: str | os.PathLike = "models",
@@ -100,10 +122,13 @@ class ModelCatalog:
         self.runs_dir = Path(runs) if Path(runs).is_absolute() or Path(runs).is_dir() else ROOT / runs
         self.studies_dir = Path(studies_dir) if Path(studies_dir).is_absolute() else ROOT / studies_dir
         self.hub_repos = list(hub_repos) if hub_repos is not None else hub_repos_from_config()
-        self._lock = threading.RLock()
-        self._models: dict[str, nn.Module] = {}
+        self._lock = threading.Lock()  # guards the tables below; never held while a model loads
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()  # loaded, least recently used first
         self._errors: dict[str, str] = {}
+        self._checked: set[str] = set()
+        self._loading: dict[str, Future] = {}
         self._locations: dict[str, tuple[str, str]] = {}  # name -> (source, location)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-load")
         self._scan()
 
     # -- listing -----------------------------------------------------------------------------------------------
@@ -122,32 +147,43 @@ class ModelCatalog:
             locs.setdefault(repo, ("hub", repo))
         with self._lock:
             self._locations = locs
+        deadline = time.monotonic() + SCAN_BUDGET_S
+        for name, (source, location) in locs.items():
+            if source == "hub" and _offline():
+                with self._lock:
+                    self._errors.setdefault(name, f"{location}: offline (HF_HUB_OFFLINE is set); Hub models are "
+                                                  "not tried")
+            elif source == "hub":  # network: checked in the background, never on the start's path
+                self._pool.submit(self._check, name, location)
+            elif time.monotonic() < deadline:
+                self._check(name, location)
+
+    def _check(self, name: str, location: str) -> None:
+        """Config-only checks of a local folder (no weights read); a failure makes the entry unavailable."""
+        with self._lock:
+            if name in self._checked or name in self._models or name in self._errors:
+                return
+        try:
+            check_model(location)
+            reason = None
+        except XcxrError as e:
+            reason = _one_line(str(e))
+        except Exception:  # noqa: BLE001 - a bug while checking: unavailable, logged, never crashes the app
+            reason = f"could not be checked (error id {log_incident(f'checking model {name!r}')} in the server log)"
+        with self._lock:
+            self._checked.add(name)
+            if reason is not None:
+                self._errors[name] = reason
 
     def refresh(self) -> None:
         """Scan the folders again (new training runs); loaded models stay cached."""
         self._scan()
 
-    def _try_load(self, name: str) -> None:
-        source, location = self._locations[name]
-        if name in self._models or name in self._errors:
-            return
-        if source == "hub" and _offline():
-            self._errors[name] = f"{location}: offline (HF_HUB_OFFLINE is set); Hub models are not tried"
-            return
-        try:
-            self._models[name] = load_model(location)
-        except XcxrError as e:  # a bad folder or repo: lib's message says what is wrong
-            self._errors[name] = f"{type(e).__name__}: {e}"
-        except Exception as e:  # noqa: BLE001 - a bug while loading: unavailable, logged, never crashes the app
-            incident = log_incident(f"loading model {name!r}")
-            self._errors[name] = f"{type(e).__name__} while loading (error id {incident} in the server log)"
-
     def entries(self) -> list[ModelEntry]:
-        """All models, each tried once (cached): available ones first, the bundled default first of all."""
+        """All models, without loading any: known-bad ones unavailable with their reason; available ones first,
+        the bundled default first of all."""
         with self._lock:
-            for name in self._locations:
-                self._try_load(name)
-            out = [ModelEntry(n, s, loc, n in self._models, self._errors.get(n))
+            out = [ModelEntry(n, s, loc, n not in self._errors, self._errors.get(n))
                    for n, (s, loc) in self._locations.items()]
         order = {"bundled": 0, "study": 1, "run": 2, "hub": 3}
         return sorted(out, key=lambda e: (not e.available, e.name != DEFAULT_MODEL, order[e.source], e.name))
@@ -157,26 +193,82 @@ class ModelCatalog:
         return [e.name for e in self.entries()]
 
     def available(self) -> list[str]:
-        """Names of the models that load."""
+        """Names of the models not known to fail (loaded, or not tried yet)."""
         return [e.name for e in self.entries() if e.available]
 
     def default(self) -> str | None:
-        """The default model's name (the bundled ``pneumonia_cnn`` when present), or ``None`` if none loads."""
+        """The default model's name (the bundled ``pneumonia_cnn`` when present), or ``None`` if none is left."""
         names = self.available()
         return names[0] if names else None
 
-    def get(self, name: str | None) -> nn.Module:
-        """The loaded model ``name`` (cached); :class:`CatalogError` with the reason when unknown or unavailable."""
+    # -- loading -----------------------------------------------------------------------------------------------
+    def get(self, name: str | None, wait: float | None = None) -> nn.Module:
+        """The loaded model ``name`` (cached); :class:`CatalogError` with the reason when unknown or unavailable.
+
+        Waits at most ``wait`` seconds (default :data:`LOAD_WAIT_S`) for a model that is loading.
+        """
         if not name:
             name = self.default()
             if name is None:
                 raise CatalogError("no model is available; check the models/ folder")
         with self._lock:
+            known = name in self._locations
+        if not known:
+            self._scan()
+        with self._lock:
             if name not in self._locations:
-                self._scan()
-            if name not in self._locations:
-                raise CatalogError(f"unknown model {name!r}; available: {self.available()}")
-            self._try_load(name)
+                raise CatalogError(f"unknown model {str(name)[:80]!r}; available: {self._available_locked()}")
             if name in self._models:
+                self._models.move_to_end(name)
                 return self._models[name]
-            raise CatalogError(f"model {name!r} is unavailable: {self._errors.get(name)}")
+            if name in self._errors:
+                raise CatalogError(f"model {name!r} is unavailable: {self._errors[name]}")
+            future = self._loading.get(name)
+            if future is None:
+                future = self._loading[name] = self._pool.submit(self._load, name)
+        try:
+            return future.result(timeout=LOAD_WAIT_S if wait is None else wait)
+        except FutureTimeout:
+            raise CatalogError(f"model {name!r} is still loading; try again in a moment") from None
+
+    def _available_locked(self) -> list[str]:
+        """:meth:`available` for a caller that holds ``self._lock`` (unsorted)."""
+        return [n for n in self._locations if n not in self._errors]
+
+    def _load(self, name: str) -> nn.Module:
+        """Worker: load ``name``, record the model or the reason; the error is re-raised to the waiting callers."""
+        source, location = self._locations[name]
+        try:
+            model = load_model(location)
+        except XcxrError as e:  # a bad folder or repo: lib's message says what is wrong
+            reason = _one_line(str(e))
+        except Exception:  # noqa: BLE001 - a bug while loading: unavailable, logged, never crashes the app
+            reason = f"failed to load (error id {log_incident(f'loading model {name!r}')} in the server log)"
+        else:
+            with self._lock:
+                self._models[name] = model
+                self._loading.pop(name, None)
+                self._evict()
+            return model
+        with self._lock:
+            self._errors[name] = reason
+            self._loading.pop(name, None)
+        raise CatalogError(f"model {name!r} is unavailable: {reason}")
+
+    def _evict(self) -> None:
+        """Drop least recently used models (never the default) while the loaded weights exceed the budget."""
+        def size(m: nn.Module) -> int:
+            return sum(t.numel() * t.element_size() for t in m.state_dict().values())
+
+        total = sum(size(m) for m in self._models.values())
+        for name in list(self._models):
+            if total <= MAX_LOADED_BYTES:
+                break
+            if name != DEFAULT_MODEL and len(self._models) > 1:
+                total -= size(self._models.pop(name))
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    """One line, at most ``limit`` characters, without absolute paths: how a reason is listed."""
+    line = " ".join(public_text(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -16,6 +16,7 @@ Errors shown to visitors are :mod:`space.errors`' business (``ui_errors``).
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,7 @@ import numpy as np
 import torch.nn as nn
 
 from lib.data import IMAGE_SUFFIXES, ImageError, load_grey
+from lib.data.images import MAX_FILE_BYTES, DecodeBusyError
 from lib.errors import XcxrError
 from lib.models import get_config
 
@@ -33,7 +35,9 @@ from .errors import log_incident, public_text
 from .examples import ExampleSet
 
 __all__ = ["AppContext", "TabSpec", "ImageInputs", "image_inputs", "load_image", "model_choice", "example_choice",
-           "upload_choice", "TAB_IDS", "FILE_TYPES"]
+           "upload_choice", "discard_upload", "TAB_IDS", "FILE_TYPES"]
+
+log = logging.getLogger("space")
 
 #: Tab ids, in order: used by ``gr.Tab(id=...)``, the ``tab`` query parameter and the copied link.
 TAB_IDS = ["classify", "heatmaps", "filters", "feature_maps", "outcomes", "report", "trust"]
@@ -96,10 +100,13 @@ def model_choice(ctx: AppContext, label: str = "Model", **kwargs: Any) -> gr.Dro
 
 
 #: Upload types offered by the file picker (DICOM via lib.data.load_grey); the original file reaches load_grey.
+#: Gradio refuses any other name on the server too. The size limit is Gradio's, in space/app.py:
+#: ``launch(max_file_size=MAX_FILE_BYTES)`` (lib.data.images), so an oversized upload is cut off while it streams in.
 FILE_TYPES = list(IMAGE_SUFFIXES)
 
 
-def upload_choice(label: str = "Upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM)", **kwargs: Any) -> gr.File:
+def upload_choice(label: str = f"Upload an X-ray (PNG, JPEG, DICOM, TIFF, WebP…; up to {MAX_FILE_BYTES // 2**20} MB)",
+                  **kwargs: Any) -> gr.File:
     """The upload field of every image tab: ``gr.File`` so 16-bit PNGs and DICOMs arrive untouched."""
     return gr.File(label=label, file_types=FILE_TYPES, type="filepath", **kwargs)
 
@@ -166,10 +173,52 @@ def _default_examples() -> ExampleSet:
     return ExampleSet()
 
 
+def _upload_dir() -> Path:
+    """Gradio's folder for uploads and cached files (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``)."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def _is_upload(path: str | Path) -> bool:
+    """True for a file inside Gradio's upload folder, and outside the repository and the examples folder (in case
+    ``GRADIO_TEMP_DIR`` was pointed at, or above, one of them)."""
+    p = Path(path).resolve()
+    root = _upload_dir()
+    repo = Path(__file__).resolve().parents[1]
+    if p == root or root not in p.parents:
+        return False
+    return not (p == repo or repo in p.parents or _default_examples().root.resolve() in p.parents)
+
+
+def discard_upload(path: str | Path) -> bool:
+    """Delete a refused upload's temporary copy, and its folder when that is left empty; True when deleted.
+
+    A refused file is of no further use, and a visitor who keeps uploading bad files would otherwise fill the disk
+    until Gradio's hourly clean-up. Only files in Gradio's upload folder are touched (:func:`_is_upload`) — never a
+    bundled example or any other file.
+    """
+    p = Path(path)
+    if not _is_upload(p) or not p.is_file():
+        return False
+    try:
+        p.unlink()
+        if p.parent != _upload_dir():
+            p.parent.rmdir()  # Gradio keeps each upload in a folder of its own; fails (kept) when not empty
+    except OSError:
+        pass
+    log.info("removed refused upload %s", p.name)
+    return True
+
+
 def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model: nn.Module,
                 original: bool) -> tuple[np.ndarray, np.ndarray | None]:
     path = _upload_path(upload)
     shown = Path(path).name if path else None
+    uploaded = path is not None  # an upload, not a bundled example: removed when it is refused
+    if uploaded and not Path(path).exists() and _is_upload(path):
+        raise gr.Error(f"{public_text(shown or '')}: this upload is no longer on the server (a refused file is "
+                       "removed at once, any other after an hour); upload the file again.")
     if path is None:
         if not example_id:
             raise gr.Error("No image: upload an X-ray (PNG, JPEG, 16-bit PNG, DICOM) or pick a bundled example.")
@@ -182,15 +231,23 @@ def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model
     try:
         small = load_grey(path, size)
         full = load_grey(path) if original else None
+    except DecodeBusyError as e:  # not the file's fault: kept, so that "try again in a moment" works
+        raise gr.Error(public_text(_name_upload(str(e), path, shown))) from e
     except ImageError as e:  # a bad file: the message is for the user, with the upload's own name
+        if uploaded:
+            discard_upload(path)
         raise gr.Error(public_text(_name_upload(str(e), path, shown))) from e
     except XcxrError:
         raise  # another deliberate error, not about the file: ui_errors shows its message
     except MemoryError as e:
+        if uploaded:
+            discard_upload(path)
         raise gr.Error(f"{public_text(shown)}: the image is too large to decode in memory; downscale it") from e
     except Exception:  # noqa: BLE001 - a decoder failure lib did not foresee: still a bad upload, not a crash
         # its text is internal (decoder names, temp paths): logged with the traceback, not shown
         incident = log_incident(f"decoding {shown!r}")
+        if uploaded:
+            discard_upload(path)
         raise gr.Error(f"{public_text(shown)}: the file could not be read as an image (error id {incident}).",
                        print_exception=False) from None
     return small, full

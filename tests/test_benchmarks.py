@@ -33,8 +33,17 @@ APP_FIGURES = {
     "cold_first_page_seconds", "outcomes_ready_seconds", "outcomes_call_seconds",
     "outcomes_precomputed_at_start", "outcomes_from_disk_cache",
 }
+LOAD_FIGURES = {"phase_seconds"} | {
+    f"n2_{k}" for k in (
+        "idle_rss_mb", "ratio_p50", "ratio_p95", "ratio_classify_p95", "ratio_rss_peak",
+        "flood_refused", "flood_refusal_names_limit", "flood_unread_accepted", "flood_trust_completed",
+        "after_flood_classify_ms",
+        *(f"{phase}_{k}" for phase in ("alone", "flood")
+          for k in ("p50_ms", "p95_ms", "classify_p95_ms", "errors", "calls", "rss_peak_mb")))}
 #: counts and 0/1 flags: zero is a valid (for the errors, the wanted) value
-MAY_BE_ZERO = {"app.concurrent_errors", "app.outcomes_precomputed_at_start", "app.outcomes_from_disk_cache"}
+MAY_BE_ZERO = {"app.concurrent_errors", "app.outcomes_precomputed_at_start", "app.outcomes_from_disk_cache",
+               "load.n2_alone_errors", "load.n2_flood_errors", "load.n2_flood_trust_completed",
+               "load.n2_flood_unread_accepted", "load.n2_flood_refused", "load.n2_flood_refusal_names_limit"}
 
 
 @pytest.mark.skipif(not (DATA / "chest_xray").is_dir() or not (DATA / "chest_xray_fullres").is_dir(),
@@ -46,7 +55,8 @@ def test_benchmarks_quick_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     figures = json.loads(proc.stdout)
     assert isinstance(figures, dict)
-    missing = ({f"training.{k}" for k in TRAINING_FIGURES} | {f"app.{k}" for k in APP_FIGURES}) - set(figures)
+    missing = ({f"training.{k}" for k in TRAINING_FIGURES} | {f"app.{k}" for k in APP_FIGURES}
+               | {f"load.{k}" for k in LOAD_FIGURES}) - set(figures)
     assert not missing, missing
     for key, value in figures.items():
         assert isinstance(value, (int, float)) and not isinstance(value, bool), key
@@ -56,7 +66,7 @@ def test_benchmarks_quick_json(tmp_path):
 def test_benchmarks_list_and_unknown_family():
     out = subprocess.run([sys.executable, "-m", "benchmarks", "--list"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 0 and "training" in out.stdout and "app" in out.stdout
+    assert out.returncode == 0 and "training" in out.stdout and "app" in out.stdout and "load" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "no_such_family"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no_such_family" in bad.stderr

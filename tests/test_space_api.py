@@ -37,7 +37,7 @@ MODEL = "pneumonia_cnn"
 
 @pytest.fixture(scope="module")
 def app():
-    with launched_app(max_file_size="200mb") as demo:
+    with launched_app() as demo:  # uploads limited as in space.app.main: max_file_size=MAX_FILE_BYTES
         yield demo
 # `client` and `model` come from conftest.py and talk to this `app`.
 
@@ -488,7 +488,7 @@ def test_catalog_loads_hub_models_online(hub, hf_cache, tmp_path, monkeypatch):
     """A repo named in XCXR_HUB_MODELS is loaded through the Hub (the in-process emulator); a missing one is
     listed unavailable with the reason, and nothing crashes."""
     from lib.models import create_model, push_folder, save_model
-    from space.catalog import ModelCatalog
+    from space.catalog import CatalogError, ModelCatalog
 
     import huggingface_hub.constants as hf_constants
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -505,5 +505,9 @@ def test_catalog_loads_hub_models_online(hub, hf_cache, tmp_path, monkeypatch):
     x = torch.randn(1, 1, 64, 64)
     assert torch.equal(loaded(x), pushed(x))
     assert entries["teacher/does-not-exist"].source == "hub"
-    missing = entries["teacher/does-not-exist"]
+    # Hub repos are checked in the background (the start never waits for the network); asking for the missing
+    # one gives the reason, and from then on it is listed unavailable with it
+    with pytest.raises(CatalogError, match="no such model repo"):
+        cat.get("teacher/does-not-exist")
+    missing = {e.name: e for e in cat.entries()}["teacher/does-not-exist"]
     assert not missing.available and "no such model repo" in missing.reason

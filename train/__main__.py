@@ -9,6 +9,8 @@
 
 The output folder holds config.json, model.safetensors, README.md (model card), metrics.json, history.json,
 train_args.json and plots; ``checkpoint/`` holds the resumable training state (not uploaded by --push-to-hub).
+``--out`` must be new, empty or a run folder of ours (``--resume`` continues it, ``--overwrite`` starts it again); a
+folder with any other file, or a symbolic link, is refused before anything is written (:mod:`lib.out_folders`).
 
 A problem with the input (:class:`lib.errors.XcxrError`: bad data, options, model, a checkpoint with other
 settings) ends with ``error: …`` and exit status 2; anything else is a bug and shows its traceback.
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--data", required=True, help="folder with train/val/test class folders, one class-folder "
                    "split, a MedMNIST .npz, or a CT description .yaml (docs/ct.md)")
-    p.add_argument("--out", required=True, help="output folder (Hub-ready)")
+    p.add_argument("--out", required=True, help="output folder (Hub-ready): new, empty or a run folder of ours; a "
+                   "folder with other files or a symbolic link is refused, --overwrite or not")
     p.add_argument("--epochs", type=int, default=_D.epochs, help="number of epochs")
     p.add_argument("--batch-size", type=int, default=_D.batch_size, help="mini-batch size")
     p.add_argument("--lr", type=float, default=_D.lr, help="Adam learning rate")
@@ -73,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="model option, repeatable: widths=16,32,64 dropout=0.3 num_classes=2 …")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint after an interruption")
-    p.add_argument("--overwrite", action="store_true", help="start again even if OUT holds a checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again when OUT holds a run of ours (only ever a run folder of this project)")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", default=None,
                    help="upload the finished folder (token from HF_TOKEN or `hf auth login`)")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR", help="finished training folders to compare")
-    p.add_argument("--out", type=Path, required=True, help="folder for the figures, thresholds.md, comparison.json")
+    p.add_argument("--out", type=Path, required=True, help="folder for the figures, thresholds.md, comparison.json: "
+                   "new, empty or a comparison report of ours (any other folder is refused)")
     p.add_argument("--criteria", default="f1,gmean", help="comma-separated: f1, gmean, youden")
     p.add_argument("--split", default="test", choices=["test", "val"], help="split the thresholds are applied to")
     p.add_argument("--data", default=None, help="data folder or .npz, instead of the one in train_args.json")

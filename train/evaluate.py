@@ -8,7 +8,8 @@ Reports accuracy, precision, recall, specificity, F1, confusion matrix and ROC A
 threshold (chosen on the validation split during training and stored in config.json; ``--threshold`` overrides
 it), the thresholds that maximise F1, G-mean and Youden's J with the metrics at each, and the same per patient
 (mean probability over a patient's images) where file names carry patient ids. ``--out`` writes the ROC curve
-with the F1 and G-mean points marked and confusion-matrix plots. A problem with the input
+with the F1 and G-mean points marked and confusion-matrix plots (a new, empty or earlier evaluation folder; never the
+run folder itself, whose metrics.json and plots it would replace). A problem with the input
 (:class:`lib.errors.XcxrError`) ends with ``error: …`` and exit status 2; anything else is a bug (traceback).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lib.data import load_split
 from lib.errors import XcxrError
 from lib.metrics import evaluate_predictions, per_patient_section
 from lib.models import get_config, load_model, predict_proba
+from lib.out_folders import check_out_folder
 
 __all__ = ["evaluate", "main"]
 
@@ -61,7 +63,10 @@ def _print_table(r: dict[str, Any]) -> None:
 
 def _write_plots(r: dict[str, Any], out: Path) -> None:
     from lib.metrics.plots import plot_confusion_matrix, plot_roc, save_figure
+    check_out_folder(out, "evaluation")  # again, right before writing (main checked before the predictions)
     out.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in r.items() if not k.startswith("_")}
+    (out / "metrics.json").write_text(json.dumps(public, indent=1))  # first: the marker of an evaluation of ours
     save_figure(plot_roc(r["_labels"], r["_probabilities"], label=r["architecture"]), out / "roc.png")
     save_figure(plot_confusion_matrix(r["confusion_matrix"], class_names=tuple(r["classes"]),
                                       title=f"threshold {r['threshold']:.3f} ({r['threshold_source']})"),
@@ -72,8 +77,6 @@ def _write_plots(r: dict[str, Any], out: Path) -> None:
             save_figure(plot_confusion_matrix(m["confusion_matrix"], class_names=tuple(r["classes"]),
                                               title=f"{rule}-optimal threshold {m['threshold']:.3f}"),
                         out / f"confusion_matrix_{rule}.png")
-    public = {k: v for k, v in r.items() if not k.startswith("_")}
-    (out / "metrics.json").write_text(json.dumps(public, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,14 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
     p.add_argument("--batch-size", type=int, default=128, help="inference batch size")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--out", type=Path, default=None, help="write ROC / confusion-matrix plots and metrics.json here")
+    p.add_argument("--out", type=Path, default=None, help="write ROC / confusion-matrix plots and metrics.json here "
+                   "(new, empty or an evaluation folder of ours; any other folder, e.g. the run's, is refused)")
     a = p.parse_args(argv)
     try:
+        if a.out:  # refused before the predictions: new, empty or an evaluation folder of ours
+            check_out_folder(a.out, "evaluation")
         r = evaluate(a.model, a.data, a.split, a.threshold, a.batch_size)
+        if a.out:
+            _write_plots(r, a.out)
     except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.
         p.exit(2, f"error: {e}\n")
-    if a.out:
-        _write_plots(r, a.out)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}))
     else:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lib.errors import XcxrError
+from lib.out_folders import check_out_folder
 from lib.sweep import export_results, load_sweep, run_sweep
 
 from .__main__ import parse_option
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("config", help="sweep YAML file")
     p.add_argument("--variant", default=None, help="a named variant of the file (e.g. small)")
-    p.add_argument("--out", default=None, help="folder for the runs (default runs/<name>/<variant>)")
+    p.add_argument("--out", default=None, help="folder for the runs (default runs/<name>/<variant>): new, empty or a "
+                   "sweep folder of ours; any other folder is refused")
     p.add_argument("--results", default=None,
                    help="where the summary and figures are copied (default: results/<variant> beside a sweep.yaml, "
                    "results/<stem>-<variant> beside another file)")
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="override a base training setting, repeatable: epochs=1 max_images=64 data=…")
     p.add_argument("--overwrite", action="store_true",
-                   help="train again runs whose folder holds other settings (finished identical runs are kept)")
+                   help="train again runs whose folder holds other settings (finished identical runs are kept; "
+                   "a folder that is not ours is never overwritten)")
     p.add_argument("--push-to-hub", metavar="OWNER", default=None,
                    help="push the best run of each model to OWNER/<publish>-<model> (needs HF_TOKEN / hf auth login)")
     p.add_argument("--private", action="store_true", help="create pushed repos as private")
@@ -61,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_sweep(a.config, a.variant, dict(a.set))
         variant = a.variant or "default"
         out = Path(a.out or Path("runs") / cfg.name / variant)
+        dest = None if a.no_results else Path(a.results) if a.results else default_results(Path(a.config), variant)
+        if dest is not None:  # refused now, not after hours of training: a results folder of ours or a new one
+            check_out_folder(dest, "sweep")
         summary = run_sweep(cfg, out, overwrite=a.overwrite, progress=a.progress, push_to_hub=a.push_to_hub,
                             private=a.private)
-        if not a.no_results:
-            dest = Path(a.results) if a.results else default_results(Path(a.config), variant)
+        if dest is not None:
             export_results(out, dest, summary, cfg.bundle_best)
             logging.info("summary and figures copied to %s", dest)
     except XcxrError as e:  # the input: its message says what to change. Anything else is a bug: traceback.

@@ -5,7 +5,8 @@ This module sits at the bottom of ``lib.data``: the X-ray loaders (:mod:`lib.dat
 so no two loaders ever need each other. The layers, bottom to top::
 
     patients, common, cache        ids, shared types and constants, the memory / disk caches
-    images                         one file → one grey uint8 array (PIL, pydicom)
+    dicom_rle                      a bounded RLE decoder plugged into pydicom (used by images)
+    images                         one file → one grey uint8 array (PIL, pydicom), within memory budgets
     datasets, volumes              X-ray class folders and .npz files; CT descriptions and volumes
     splits                         load_split / available_splits: picks the loader for a path
 

@@ -22,20 +22,28 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import timm
+import torch
 import torch.nn as nn
 
 from ..errors import XcxrError
 from .layers import get_config
+from .limits import MAX_ACTIVATIONS, MAX_PARAMETERS, check_budget
 from .registry import create_model, list_models, loading_overrides, model_options
 
-__all__ = ["ModelLoadError", "HubAuthError", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["ModelLoadError", "HubAuthError", "folder_file", "check_model", "MAX_CONFIG_BYTES", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 CONFIG_NAME = "config.json"
+#: ``config.json`` larger than this is refused before it is parsed.
+MAX_CONFIG_BYTES = 1 * 2**20
+#: The JSON header of ``model.safetensors`` (tensor names, shapes, offsets) may be at most this large.
+MAX_HEADER_BYTES = 1 * 2**20
 WEIGHTS_NAME = "model.safetensors"
 #: Files of a run folder that are not for the Hub (training state).
 PRIVATE_PATTERNS = ["checkpoint/*", "checkpoint/**", "*.tmp", "train_args.lock"]
@@ -82,11 +90,7 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike) -> Path:
 def _fetch(model_id: str, filename: str, revision: str | None) -> str:
     """Path of ``filename`` from a local folder or a Hub repo (downloaded or from the cache)."""
     if os.path.isdir(model_id):
-        path = os.path.join(model_id, filename)
-        if not os.path.isfile(path):
-            raise ModelLoadError(f"{model_id}: no {filename} in this folder; is it a training output folder "
-                                 "(python -m train … --out DIR)?")
-        return path
+        return str(folder_file(model_id, filename))
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
@@ -109,48 +113,181 @@ def _fetch(model_id: str, filename: str, revision: str | None) -> str:
         raise ModelLoadError(f"{model_id}: the Hub answered with an error ({e})") from e
 
 
-def load_model(model_id: str | os.PathLike, revision: str | None = None, map_location: str = "cpu") -> nn.Module:
+def folder_file(folder: str | os.PathLike, filename: str, max_bytes: int | None = None) -> Path:
+    """The path of ``filename`` inside a model folder, refusing anything that leaves the folder.
+
+    A model folder is input (anything can be dropped into ``runs/``), so the file must be a regular file that is
+    not a symlink, whose real path lies inside the folder's real path, and (with ``max_bytes``) not larger than
+    that. Use it for every file read from a model folder (config, weights, model card, metrics, figures).
+
+    Raises:
+        ModelLoadError: missing, a symlink, outside the folder, not a regular file, or too large.
+
+    Example:
+        >>> folder_file("models/pneumonia_cnn", "config.json")
+        PosixPath('models/pneumonia_cnn/config.json')
+    """
+    root = Path(folder)
+    path = root / filename
+    if path.is_symlink():
+        raise ModelLoadError(f"{root.name}/{filename} is a symbolic link; model folders are read only through "
+                             "regular files (copy the file into the folder instead)")
+    if not path.is_file():
+        raise ModelLoadError(f"{root.name}: no {filename} in this folder; is it a training output folder "
+                             "(python -m train … --out DIR)?")
+    real, real_root = path.resolve(), root.resolve()
+    if real_root not in real.parents:  # e.g. a symlinked sub-folder
+        raise ModelLoadError(f"{root.name}/{filename} lies outside the model folder")
+    if max_bytes is not None and real.stat().st_size > max_bytes:
+        raise ModelLoadError(f"{root.name}/{filename} is {real.stat().st_size / 2**20:.1f} MB, more than the "
+                             f"{max_bytes / 2**20:g} MB allowed")
+    return path
+
+
+def load_model(model_id: str | os.PathLike, revision: str | None = None, map_location: str = "cpu", *,
+               max_parameters: int = MAX_PARAMETERS, max_activations: int = MAX_ACTIVATIONS) -> nn.Module:
     """Load any registered model from a local folder or a Hub repo id; returns it in ``eval()`` mode.
 
-    The model is built by :func:`~lib.models.create_model` from the architecture and options in ``config.json``
-    (our own layout, or timm's with ours under ``"xcxr"``), then ``model.safetensors`` is loaded into it, strictly:
-    no other file is ever read as weights, and options that would fetch weights (``pretrained``) are not used.
+    A folder or repo is input, so everything is checked before it costs memory or time (see
+    :mod:`lib.models.limits`): the architecture must be registered; its options within their documented bounds;
+    the model, built first on the ``meta`` device (no memory), within the parameter and activation budgets, with
+    the layers its config names; ``config.json`` at most 1 MB; ``model.safetensors`` not larger than the built
+    model's weights (plus a small header) and its header naming exactly the built model's tensors with the same
+    shapes. Only then is the model built for real (through :func:`~lib.models.create_model`) and
+    ``model.safetensors`` loaded into it, strictly (float16/bfloat16 files load as the model's float32). No other
+    file is ever read as weights, options that would fetch weights (``pretrained``) are not used, and files of a
+    local folder are never read through a symlink (:func:`folder_file`).
 
     Raises:
         ModelLoadError: missing folder/repo/file, offline without a cached copy, an unknown architecture, options
-            the architecture refuses, or weights that do not match the built model.
+            out of bounds, a model over budget, or weights that do not match the built model.
     """
     model_id = os.fspath(model_id)
-    cfg_path = _fetch(model_id, CONFIG_NAME, revision)
-    try:
-        cfg = json.loads(Path(cfg_path).read_text())
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{model_id}: config.json is not valid JSON ({e})") from e
-    saved = cfg.get("xcxr", cfg) if isinstance(cfg, dict) else None  # timm layout: our config under "xcxr"
-    if not isinstance(saved, dict):
-        raise ModelLoadError(f"{model_id}: config.json must hold a JSON object with an 'architecture'")
-    arch = saved.get("architecture")
-    if arch not in list_models():
-        raise ModelLoadError(f"{model_id}: config.json names architecture {arch!r}, which this project does not "
-                             f"know; known: {list_models()}")
-    overrides = loading_overrides(arch)
-    accepted = model_options(arch)
-    options = {k: v for k, v in saved.items() if k in accepted and k not in overrides}
-    options.update({k: v for k, v in overrides.items() if v is not None and k in accepted})
-    try:
-        model = create_model(arch, **options)
-    except (XcxrError, TypeError, ValueError) as e:
-        raise ModelLoadError(f"{model_id}: config.json does not describe a valid {arch} ({e})") from e
+    saved, options, overrides, shape_model = _inspect(model_id, revision, max_parameters, max_activations)
+    arch = saved["architecture"]
     weights = _fetch(model_id, WEIGHTS_NAME, revision)
+    _check_weights_header(model_id, weights, shape_model)
+    model = create_model(arch, **options)
     try:
         safetensors.torch.load_model(model, weights, strict=True, device=map_location)
     except (RuntimeError, OSError, ValueError) as e:
-        raise ModelLoadError(f"{model_id}: the weights do not match config.json ({str(e)[:300]})") from e
+        raise ModelLoadError(f"{_shown(model_id)}: the weights do not match config.json ({str(e)[:300]})") from e
     # what the constructor derived wins (layer names, flatten sizes); extras of the saved config (threshold…) and
     # the saved values of the loading overrides (a model trained from ImageNet weights stays "pretrained") are kept
     built = get_config(model)
     model.xcxr_config = {**saved, **built, **{k: saved[k] for k in overrides if k in saved}}
     return model.to(map_location).eval()
+
+
+def check_model(model_id: str | os.PathLike, revision: str | None = None, *, max_parameters: int = MAX_PARAMETERS,
+                max_activations: int = MAX_ACTIVATIONS) -> dict[str, Any]:
+    """Every check of :func:`load_model` that needs no weights: cheap (config.json only; a few ms), nothing built.
+
+    Returns ``{"architecture", "parameters", "activations"}`` of the model the folder or repo describes.
+
+    Raises:
+        ModelLoadError: what :func:`load_model` would raise for the config.
+
+    Example:
+        >>> check_model("models/pneumonia_cnn")
+        {'architecture': 'pneumonia_cnn', 'parameters': 18218, 'activations': 4390466}
+    """
+    saved, _, _, shape_model = _inspect(os.fspath(model_id), revision, max_parameters, max_activations)
+    return {"architecture": saved["architecture"], **check_budget(shape_model, max_parameters, max_activations)}
+
+
+def _inspect(model_id: str, revision: str | None, max_parameters: int, max_activations: int
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], nn.Module]:
+    """``(saved config, options for create_model, loading overrides, the model built on the meta device)``."""
+    cfg_path = _fetch(model_id, CONFIG_NAME, revision)
+    if os.path.getsize(cfg_path) > MAX_CONFIG_BYTES:
+        raise ModelLoadError(f"{_shown(model_id)}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} KB")
+    try:
+        cfg = json.loads(Path(cfg_path).read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{_shown(model_id)}: config.json is not valid JSON ({e})") from e
+    saved = cfg.get("xcxr", cfg) if isinstance(cfg, dict) else None  # timm layout: our config under "xcxr"
+    if not isinstance(saved, dict):
+        raise ModelLoadError(f"{_shown(model_id)}: config.json must hold a JSON object with an 'architecture'")
+    arch = saved.get("architecture")
+    if not isinstance(arch, str) or arch not in list_models():
+        raise ModelLoadError(f"{_shown(model_id)}: config.json names architecture {str(arch)[:60]!r}, which this "
+                             f"project does not know; known: {list_models()}")
+    overrides = loading_overrides(arch)
+    accepted = model_options(arch)
+    options = {k: v for k, v in saved.items() if k in accepted and k not in overrides}
+    options.update({k: v for k, v in overrides.items() if v is not None and k in accepted})
+    try:
+        with torch.device("meta"):  # shapes only: an oversized config costs nothing here
+            shape_model = create_model(arch, **options)
+        check_budget(shape_model, max_parameters, max_activations)
+    except (XcxrError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{_shown(model_id)}: config.json does not describe a valid {arch} ({e})") from e
+    extras = {k: v for k, v in saved.items() if k not in accepted and k not in get_config(shape_model)}
+    _check_extras(model_id, extras)
+    return saved, options, overrides, shape_model
+
+
+def _shown(model_id: str) -> str:
+    """How a model is named in messages: a Hub id as it is, a folder by its last two parts (no absolute paths)."""
+    if not os.path.isdir(model_id):
+        return model_id
+    parts = Path(model_id).resolve().parts
+    return "/".join(parts[-2:])
+
+
+def _check_extras(model_id: str, extras: dict[str, Any]) -> None:
+    """Keys of a saved config that are neither options nor derived: plain values, a threshold in [0, 1]."""
+    for key, value in extras.items():
+        plain = value is None or isinstance(value, (bool, int, str)) or (
+            isinstance(value, float) and math.isfinite(value))
+        if not plain or (isinstance(value, str) and len(value) > 512):
+            raise ModelLoadError(f"{_shown(model_id)}: config.json key {key[:40]!r} holds a {type(value).__name__}; "
+                                 "besides the architecture's options only short plain values are allowed")
+    t = extras.get("threshold")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0):
+        raise ModelLoadError(f"{_shown(model_id)}: config.json threshold must be a number in [0, 1], got {t!r}")
+
+
+#: safetensors dtypes a weights file may use for floating-point tensors (half precision loads as float32).
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+_INT_DTYPES = {"I64", "I32", "I16", "I8", "U8"}
+
+
+def _check_weights_header(model_id: str, weights: str, shape_model: nn.Module) -> None:
+    """Compare the file's size and header with the (meta) model's tensors before a byte of weights is read."""
+    expected = shape_model.state_dict()
+    biggest = sum(t.numel() * 8 for t in expected.values())  # float64 at most
+    size = os.path.getsize(weights)
+    if size > biggest + MAX_HEADER_BYTES:
+        arch = get_config(shape_model)["architecture"]
+        raise ModelLoadError(f"{_shown(model_id)}: model.safetensors is {size / 2**20:.1f} MB, more than a {arch} "
+                             f"of this config can hold ({biggest / 2**20:.1f} MB)")
+    try:
+        with open(weights, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+        if header_len > MAX_HEADER_BYTES:
+            raise ModelLoadError(f"{_shown(model_id)}: model.safetensors has a {header_len}-byte header (at most "
+                                 f"{MAX_HEADER_BYTES} allowed)")
+        with safetensors.safe_open(weights, framework="pt") as f:  # reads and checks the header only
+            found = {k: f.get_slice(k) for k in f.keys()}
+            shapes = {k: (tuple(sl.get_shape()), sl.get_dtype()) for k, sl in found.items()}
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a corrupt header
+        raise ModelLoadError(f"{_shown(model_id)}: model.safetensors is not a valid safetensors file "
+                             f"({type(e).__name__}: {str(e)[:160]})") from e
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        raise ModelLoadError(f"{_shown(model_id)}: the weights do not match config.json: model.safetensors does not "
+                             f"hold this model's tensors (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, t in expected.items():
+        shape, dtype = shapes[key]
+        kinds = _FLOAT_DTYPES if t.is_floating_point() else _INT_DTYPES
+        if shape != tuple(t.shape) or dtype not in kinds:
+            need = f"{list(t.shape)} ({'float' if t.is_floating_point() else 'int'})"
+            raise ModelLoadError(f"{_shown(model_id)}: the weights do not match config.json: tensor {key!r} in "
+                                 f"model.safetensors is {dtype} {list(shape)}, the model needs {need}")
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None,

@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch.nn as nn
 
 from ..errors import XcxrTypeError, XcxrValueError
+from .limits import check_options
 
 __all__ = ["register_model", "unregister_model", "create_model", "list_models", "model_entrypoint", "model_options",
            "loading_overrides"]
@@ -49,10 +50,12 @@ __all__ = ["register_model", "unregister_model", "create_model", "list_models", 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
 _LOADING: dict[str, dict[str, Any]] = {}
+_LIMITS: dict[str, dict[str, Any]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, options: Callable[..., Any] | None = None,
-                   fixed: Sequence[str] = (), loading: Mapping[str, Any] | None = None) -> Any:
+                   fixed: Sequence[str] = (), loading: Mapping[str, Any] | None = None,
+                   limits: Mapping[str, Any] | None = None) -> Any:
     """Decorator: register ``fn`` under its function name.
 
     The options ``create_model(name, **options)`` accepts are the named parameters of ``fn``; when ``fn`` takes
@@ -60,7 +63,8 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, options: Calla
     ``fn`` fixes itself, listed in ``fixed``), so that a mistyped option is refused with the real list.
     ``loading`` maps options that *fetch* weights (``pretrained``) to the value :func:`~lib.models.load_model`
     uses instead (``None`` = leave the option out): a saved model's weights come from its own safetensors file,
-    never from what its config asks for.
+    never from what its config asks for. ``limits`` maps options of the model's own (not in
+    :data:`lib.models.limits.OPTION_LIMITS`) to their bound checks (see :mod:`lib.models.limits`).
 
     Example:
         >>> @register_model(options=MyNet, fixed=("architecture",))
@@ -73,6 +77,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, options: Calla
         _REGISTRY[fn.__name__] = fn
         _OPTIONS[fn.__name__] = _accepted(fn, options, fixed)
         _LOADING[fn.__name__] = dict(loading or {})
+        _LIMITS[fn.__name__] = dict(limits or {})
         return fn
 
     return register(fn) if fn is not None else register
@@ -96,7 +101,7 @@ def _accepted(fn: Callable[..., Any], options: Callable[..., Any] | None, fixed:
 def unregister_model(name: str) -> None:
     """Remove ``name`` from the registry (a notebook cell that redefines a model, a test's toy model)."""
     model_entrypoint(name)
-    for table in (_REGISTRY, _OPTIONS, _LOADING):
+    for table in (_REGISTRY, _OPTIONS, _LOADING, _LIMITS):
         table.pop(name, None)
 
 
@@ -132,10 +137,13 @@ def loading_overrides(name: str) -> dict[str, Any]:
 def create_model(name: str, **cfg: Any) -> nn.Module:
     """Build a registered model with its config overrides (``img_size=128``, ``dropout=0.2``, …).
 
-    Unknown config keys raise ``TypeError`` naming the key and the accepted ones.
+    Unknown config keys raise ``TypeError`` naming the key and the accepted ones; values out of the documented
+    bounds (:mod:`lib.models.limits`: ``img_size`` ≤ 1024, ``widths`` ≤ 1024 …) raise ``ValueError`` naming the
+    bound, before anything is built.
     """
     fn = model_entrypoint(name)
     unknown = sorted(set(cfg) - set(_OPTIONS[name]))
     if unknown:
         raise XcxrTypeError(f"{name}: unknown option(s) {unknown}; accepted options: {list(_OPTIONS[name])}")
+    check_options(name, cfg, _LIMITS[name])
     return fn(**cfg)

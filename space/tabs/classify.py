@@ -59,7 +59,9 @@ def build(ctx: AppContext) -> TabSpec:
     """The Classify tab (call inside ``with gr.Tab("Classify"):``)."""
     picks = _gallery_examples(ctx)
     # made here, placed below the example dropdown by image_inputs
-    thumbs = gr.Gallery([(str(ctx.examples.path(e)), e) for e in picks], label="Examples (click one)", columns=4,
+    # Empty here and filled by the first view (below): a value given here is written into /config with the server's
+    # temp folder in every file path.
+    thumbs = gr.Gallery(None, label="Examples (click one)", columns=4,
                         height=200, allow_preview=False, interactive=False, render=False)
     with gr.Row():
         with gr.Column(scale=1):
@@ -117,7 +119,7 @@ def build(ctx: AppContext) -> TabSpec:
 
     thumbs.select(pick, None, inp.example, api_visibility="private", queue=False)
     inputs = [inp.upload, inp.model, inp.example]
-    go.click(classify, inputs, probs, api_name="classify", concurrency_limit=4) \
+    go.click(classify, inputs, probs, api_name="classify", concurrency_id="interactive") \
         .success(details, inputs, [preview, decision], api_visibility="private")
     # Picking an example (or a model, or uploading) classifies at once.
     for event in (inp.picked,
@@ -125,6 +127,11 @@ def build(ctx: AppContext) -> TabSpec:
                   inp.upload.upload(lambda: None, None, None, api_visibility="private", queue=False)):
         event.then(auto, inputs, probs, api_visibility="private") \
             .success(auto_details, inputs, [preview, decision], api_visibility="private")
-    # The first view classifies the default example and describes the default model, so the page is never empty.
-    first_view = [(classify, inputs, probs), (details, inputs, [preview, decision]), (describe, [inp.model], info)]
+    # The first view shows the thumbnails, classifies the default example and describes the default model, so the
+    # page is never empty.
+    def thumbnails() -> list[tuple[str, str]]:
+        return [(str(ctx.examples.path(e)), e) for e in picks]
+
+    first_view = [(thumbnails, [], thumbs), (classify, inputs, probs), (details, inputs, [preview, decision]),
+                  (describe, [inp.model], info)]
     return TabSpec(model=inp.model, example=inp.example, on_load=first_view)

@@ -54,5 +54,5 @@ def build(ctx: AppContext) -> TabSpec:
         return stage_panels(m, grey, int(top_k), scale)
 
     inputs = [inp.upload, inp.model, top_k, scale, inp.example]
-    go.click(run, inputs, gallery, api_name="feature_maps", concurrency_limit=2)
+    go.click(run, inputs, gallery, api_name="feature_maps", concurrency_id="interactive")
     return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, gallery))

@@ -85,6 +85,6 @@ def build(ctx: AppContext) -> TabSpec:
         progress(0.2, desc="drawing the filters")
         return filter_panels(ctx, scale, names)
 
-    go.click(run, [scale, models], [gallery, text], api_name="filters", concurrency_limit=2)
-    scale.change(run, [scale, models], [gallery, text], api_visibility="private", concurrency_limit=2)
+    go.click(run, [scale, models], [gallery, text], api_name="filters", concurrency_id="interactive")
+    scale.change(run, [scale, models], [gallery, text], api_visibility="private", concurrency_id="interactive")
     return TabSpec(on_open=(run, [scale, models], [gallery, text]))

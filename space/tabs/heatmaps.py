@@ -17,15 +17,19 @@ from lib.models import conv_layers, get_config, predict_proba
 
 from ..context import AppContext, TabSpec, image_inputs, load_image
 from ..errors import ui_errors
+from ..fair_queue import expensive_when
 
 __all__ = ["build", "heatmaps_for", "layer_choices", "overlay_limits", "SCALES", "UPSAMPLES", "SALIENCY_METHODS",
-           "DEFAULT_LAYER"]
+           "DEFAULT_LAYER", "EXPENSIVE_METHODS"]
 
 DEFAULT_LAYER = "default (model's target layer)"
 SCALES = ["per map", "shared (both classes)"]
 UPSAMPLES = ["bilinear", "bicubic", "nearest"]
 #: Captum methods offered (Grad-CAM itself has the two big panels).
 SALIENCY_METHODS = [m for m in list_methods() if m != "layer_gradcam"]
+#: The methods that run in the app's expensive lane: 25–250 forward/backward passes per image (integrated gradients,
+#: SmoothGrad, occlusion) against one for plain and guided gradients (see README, Benchmarks).
+EXPENSIVE_METHODS = ("integrated_gradients", "smoothgrad", "occlusion")
 CMAP, ALPHA = "jet", 0.5
 
 
@@ -114,6 +118,7 @@ def build(ctx: AppContext) -> TabSpec:
             upsample = gr.Radio(UPSAMPLES, value="bilinear", label="Upsampling to the image")
             scale = gr.Radio(SCALES, value=SCALES[0], label="Colour scale")
             method = gr.Dropdown(SALIENCY_METHODS, value="saliency", label="Saliency method (predicted class)")
+            expensive_when(method, EXPENSIVE_METHODS)  # any event reading this choice queues by its cost
             go = gr.Button("Explain", variant="primary")
         with gr.Column(scale=3):
             with gr.Row():
@@ -141,6 +146,6 @@ def build(ctx: AppContext) -> TabSpec:
 
     inputs = [inp.upload, inp.model, layer, relu, upsample, scale, method, inp.example]
     outputs = [first, second, saliency, text]
-    go.click(run, inputs, outputs, api_name="heatmaps", concurrency_limit=2)
+    go.click(run, inputs, outputs, api_name="heatmaps", concurrency_id="interactive")
     inp.model.change(on_model, inp.model, [layer, first, second], api_visibility="private")
     return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, outputs))

@@ -165,7 +165,8 @@ def build(ctx: AppContext) -> TabSpec:
         return (res.counts, *gals, text)
 
     outputs = [counts, *galleries.values(), note]
-    evt = dict(fn=run, inputs=[model, split, threshold], outputs=outputs, concurrency_limit=2)
+    evt = dict(fn=run, inputs=[model, split, threshold], outputs=outputs, concurrency_id="expensive",
+               concurrency_limit=1)  # a whole split: its own lane (space/fair_queue.py)
     gr.on([threshold.release, model.change, split.change], **evt, api_visibility="private")
     refresh.click(**evt, api_name="outcomes")
 
@@ -182,7 +183,8 @@ def build(ctx: AppContext) -> TabSpec:
             return gr.update(), gr.update()
         return preset_threshold(ctx.model(name), name, split_name, key)
 
-    preset.input(apply_preset, [model, split, preset], [threshold, note], api_name="outcome_presets").then(
+    preset.input(apply_preset, [model, split, preset], [threshold, note], api_name="outcome_presets",
+                 concurrency_id="expensive", concurrency_limit=1).then(
         **evt, api_visibility="private")
 
     @ui_errors

@@ -26,7 +26,7 @@ from PIL import Image
 
 from lib.explain import to_png_bytes
 from lib.metrics import evaluate_predictions, plot_confusion_matrix, plot_roc, plot_training_curves
-from lib.models import get_config
+from lib.models import ModelLoadError, folder_file, get_config
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
@@ -70,11 +70,28 @@ def _location(ctx: AppContext, name: str) -> Path | None:
     return None
 
 
+#: What the report reads from a model folder, at most (a model folder is input: anything can be dropped in runs/).
+MAX_CARD_BYTES = 512 * 2**10
+MAX_HISTORY_BYTES = 2 * 2**20
+MAX_FIGURE_BYTES = 8 * 2**20
+
+
+def _file(folder: Path | None, name: str, max_bytes: int) -> Path | None:
+    """``folder/name`` when it is a regular file inside the folder within the size limit (never a symlink)."""
+    if folder is None:
+        return None
+    try:
+        return folder_file(folder, name, max_bytes)
+    except ModelLoadError:
+        return None
+
+
 def model_card(folder: Path | None) -> str:
     """The folder's ``README.md`` without its YAML front matter (markdown), or a short note."""
-    if folder is None or not (folder / "README.md").is_file():
+    card = _file(folder, "README.md", MAX_CARD_BYTES)
+    if card is None:
         return "_No model card (README.md) for this model._"
-    text = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    text = card.read_text(encoding="utf-8", errors="replace")
     if text.startswith("---"):
         end = text.find("\n---", 3)
         if end != -1:
@@ -85,16 +102,24 @@ def model_card(folder: Path | None) -> str:
 def _training_curves(folder: Path | None) -> Image.Image | None:
     if folder is None:
         return None
-    hist = folder / "history.json"
-    if hist.is_file():
+    hist = _file(folder, "history.json", MAX_HISTORY_BYTES)
+    if hist is not None:
         key = ("curves", str(hist), hist.stat().st_mtime_ns)
         try:
             history = json.loads(hist.read_text())
             return _cached(key, lambda: _png(plot_training_curves(history)))
         except (ValueError, TypeError):  # an unreadable history: fall back to the saved picture
             pass
-    png = folder / "training_curves.png"
-    return Image.open(png).convert("RGB") if png.is_file() else None
+    png = _file(folder, "training_curves.png", MAX_FIGURE_BYTES)
+    if png is None:
+        return None
+    try:
+        with Image.open(png) as img:
+            if img.width * img.height > 16_000_000:  # a picture, not a decompression bomb
+                return None
+            return img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _fmt(v: Any) -> Any:
@@ -173,9 +198,9 @@ def build(ctx: AppContext) -> TabSpec:
         return preset_threshold(ctx.model(name), name, split_name, key)
 
     outs = [metrics, table, note, roc, cm, curves, card]
-    go.click(run, [model, split, threshold], outs, api_name="report", concurrency_limit=2)
+    go.click(run, [model, split, threshold], outs, api_name="report", concurrency_id="expensive", concurrency_limit=1)
     gr.on([threshold.release, split.change, model.change], run, [model, split, threshold], outs,
-          api_visibility="private", concurrency_limit=2)
+          api_visibility="private", concurrency_id="expensive", concurrency_limit=1)
     preset.input(apply_preset, [model, split, preset], [threshold, preset_note], api_visibility="private").then(
         run, [model, split, threshold], outs, api_visibility="private")
     return TabSpec(model=model)

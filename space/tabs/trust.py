@@ -151,7 +151,8 @@ def build(ctx: AppContext) -> TabSpec:
         return run_trust(ctx, image, model_name, example_id, cls, int(n_steps), int(s or 0), progress)
 
     go.click(run, [inp.upload, inp.model, inp.example, target, steps, seed],
-             [data, table, maps, deletion, insertion, aucs, summary], api_name="trust", concurrency_limit=1)
+             [data, table, maps, deletion, insertion, aucs, summary], api_name="trust",
+             concurrency_id="expensive", concurrency_limit=1)
 
     def class_choices(model_name: str | None) -> gr.Radio:
         # another model may name its classes differently; the choice goes back to the predicted class

@@ -1,0 +1,80 @@
+"""Atomic writes of output images in Gradio's cache, so concurrent visitors never download a half-written file.
+
+Why: Gradio 6.31 names a cached output file by the hash of its bytes and writes it **in place**
+(``processing_utils.save_pil_to_cache`` / ``save_bytes_to_cache``: ``path.write_bytes(data)``). When two requests
+produce the same image at the same time — a whole class looking at the default example — the second write truncates
+the file while the first visitor's browser is still downloading it ("peer closed connection … received 0 bytes"),
+measured as several failed requests per minute by ``python -m benchmarks --only load``. Writing to a temporary file
+in the same folder and renaming it over the final name (``os.replace``, atomic on POSIX) fixes it: a reader holds
+either the old complete file or the new complete one, which have the same bytes. Gradio's own
+``save_file_to_cache`` already does exactly this.
+
+:func:`install` replaces the two functions in ``gradio.processing_utils`` (every component calls them through the
+module); :func:`check` verifies that the Gradio version is the one this was written against, so an upgrade makes
+``tests/test_space_abuse.py`` fail and someone re-reads this.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio
+from gradio import processing_utils
+
+__all__ = ["install", "check", "GRADIO_VERSION_CHECKED"]
+
+GRADIO_VERSION_CHECKED = "6.31.0"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    if path.is_file() and path.stat().st_size == len(data):
+        return  # named by the hash of its bytes: a complete file of that size is this content
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:  # noqa: A002
+    """``gradio.processing_utils.save_pil_to_cache``, writing the file atomically."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    _write_atomically(path, data)
+    return str(path)
+
+
+def save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
+    """``gradio.processing_utils.save_bytes_to_cache``, writing the file atomically."""
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    if not Path(file_name).suffix:
+        file_name = file_name + processing_utils.detect_audio_format(data)
+    path = (folder / Path(file_name).name).resolve()
+    _write_atomically(path, data)
+    return str(path)
+
+
+def check() -> None:
+    """Raise ``RuntimeError`` when Gradio is not the version these replacements were written against."""
+    if gradio.__version__ != GRADIO_VERSION_CHECKED:
+        raise RuntimeError(f"space/gradio_patches.py was written for Gradio {GRADIO_VERSION_CHECKED}, found "
+                           f"{gradio.__version__}: check whether save_pil_to_cache/save_bytes_to_cache still write "
+                           "in place, then update or remove the patch")
+    for name in ("encode_pil_to_bytes", "hash_bytes", "detect_audio_format", "save_pil_to_cache",
+                 "save_bytes_to_cache"):
+        if not hasattr(processing_utils, name):
+            raise RuntimeError(f"gradio.processing_utils.{name} is gone: re-read space/gradio_patches.py")
+
+
+def install() -> None:
+    """Replace Gradio's two in-place cache writers by the atomic ones (idempotent)."""
+    check()
+    processing_utils.save_pil_to_cache = save_pil_to_cache
+    processing_utils.save_bytes_to_cache = save_bytes_to_cache
