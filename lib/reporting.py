@@ -18,7 +18,8 @@ from .metrics.summary import SPLIT_NAMES, headline
 from .models import count_parameters, get_config
 from .run_args import upgrade_args
 
-__all__ = ["write_run_report", "command_line", "write_model_card", "metrics_table"]
+__all__ = ["write_run_report", "command_line", "write_model_card", "metrics_table", "usage_snippet",
+           "MODEL_REPO_PLACEHOLDER", "CODE_REPO_PLACEHOLDER"]
 
 _DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "gamma": 1.0, "img_size": None,
              "seed": 0, "augment": False, "hflip": 0.0, "val_fraction": 0.1, "max_images": None,
@@ -84,6 +85,64 @@ def _data_note(args: Mapping[str, Any]) -> str:
             "patients from one centre: expect a drop on\nadult or other-site X-rays.")
 
 
+#: Placeholders a card is written with; ``python -m space.deploy`` replaces them with the published repo ids.
+MODEL_REPO_PLACEHOLDER = "OWNER/NAME"
+CODE_REPO_PLACEHOLDER = "OWNER/SPACE"
+
+
+def usage_snippet(cfg: Mapping[str, Any]) -> str:
+    """The model card's "Use" section: Markdown with code that works in a fresh environment, without a clone.
+
+    ResNet18s load with timm alone (``timm.create_model("hf-hub:…", pretrained=True)``), with the preprocessing
+    written out from the config; the custom models with this project's library, installed as the package ``xcxr``
+    (``pyproject.toml``; import name ``xcxr``, so it never collides with a user's own ``lib``).
+    ``tests/test_from_pretrained.py`` runs both literally against the Hub emulator.
+    """
+    size, mean, std = int(cfg["img_size"]), list(cfg["mean"]), list(cfg["std"])
+    pos = cfg["labels"][1]
+    if cfg.get("hub_format") == "timm":
+        steps = ["x = x.repeat(1, 3, 1, 1)                       # the grey image on all 3 input channels"] \
+            if cfg["in_chans"] == 3 else []
+        if len(set(mean)) == 1 and len(set(std)) == 1:
+            steps.append(f"x = (x - {mean[0]}) / {std[0]}                           # mean and std of config.json")
+        else:
+            steps.append(f"x = (x - torch.tensor({mean})[:, None, None]) / torch.tensor({std})[:, None, None]")
+        norm = "\n".join(steps)
+        return f"""No code of this project is needed (`pip install timm pillow`):
+
+```python
+import numpy as np, timm, torch
+from PIL import Image
+
+model = timm.create_model("hf-hub:{MODEL_REPO_PLACEHOLDER}", pretrained=True).eval()
+img = Image.open("xray.png").convert("L").resize(({size}, {size}), Image.BILINEAR)   # grey, {size}×{size}
+x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)[None, None]   # (1, 1, H, W) in [0, 1]
+{norm}
+with torch.no_grad():
+    p = torch.sigmoid(model(x))[0, 0].item() if model.num_classes == 1 else \\
+        torch.softmax(model(x), 1)[0, 1].item()
+print(f"P({pos}) = {{p:.3f}}")
+```"""
+    return f"""Install this project's library (import name `xcxr`), then:
+
+```bash
+pip install "xcxr @ git+https://huggingface.co/spaces/{CODE_REPO_PLACEHOLDER}"
+```
+
+```python
+import torch
+from xcxr.data import load_grey
+from xcxr.explain import gradcam, prepare
+from xcxr.models import load_model, predict_proba
+
+model = load_model("{MODEL_REPO_PLACEHOLDER}")                # config.json + model.safetensors from the Hub
+grey = torch.from_numpy(load_grey("xray.png", size=model.xcxr_config["img_size"]))[None, None]   # uint8
+p = predict_proba(model, grey)[0].item()                # with the preprocessing of config.json
+maps = gradcam(model, prepare(model, grey))             # (1, 2, H, W): Grad-CAM of both classes
+print(f"P({pos}) = {{p:.3f}}")
+```"""
+
+
 def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], args: Mapping[str, Any]) -> Path:
     """Write ``out/README.md``: YAML metadata + human-readable card."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -109,9 +168,7 @@ def write_model_card(out: Path, model: nn.Module, metrics: Mapping[str, Any], ar
         tags=["image-classification", "medical-imaging", "ct" if _is_ct(args) else "chest-x-ray", "explainability", "xcxr", cfg["architecture"]],
         datasets=[dataset], metrics=["accuracy", "roc_auc", "f1", "precision", "recall"],
         model_name=f"{cfg['architecture']} ({dataset})", eval_results=results, pipeline_tag="image-classification")
-    load = (f'import timm\nmodel = timm.create_model("hf-hub:OWNER/NAME", pretrained=True)  # no project code needed'
-            if is_timm else
-            f'from lib.models import load_model   # this project\nmodel = load_model("OWNER/NAME")  # or a local folder')
+    load = usage_snippet(cfg)
     patient = None if per_patient else head.per_patient
     patient_md = (f"\n### Per patient ({split}; mean probability over a patient's images)\n\n{metrics_table(patient)}\n"
                   if patient else "")
@@ -149,9 +206,7 @@ Default Grad-CAM layer: `{cfg['target_layer']}`; first layer: `{cfg['first_layer
 
 ## Use
 
-```python
 {load}
-```
 
 ## Training
 
