@@ -155,10 +155,12 @@ KINDS: dict[str, FolderKind] = {k.name: k for k in (
                ("config.json", "config.json.tmp", "model.safetensors", "model.safetensors.tmp", "README.md",
                 "metrics.json", "history.json", "train_args.json", "training_curves.png", "roc.png",
                 "confusion_matrix.png"),
-               (("checkpoint", ("checkpoint",)),),
+               (("checkpoint", ("checkpoint",)), ("predictions", ("predictions",))),
                _is_run, "train_args.json (or checkpoint/state.safetensors) with this project's training settings",
                "training run folders"),
     FolderKind("checkpoint", "training checkpoint folder", ("state.safetensors", "state.safetensors.tmp")),
+    # lib.explain.ship_predictions (python -m train.predictions): a model's predictions on the app's splits
+    FolderKind("predictions", "folder of shipped predictions", ("predictions-*.npz", "predictions-*.tmp*.npz")),
     FolderKind("sweep", "sweep folder (python -m train.sweep --out / --results)",
                ("sweep.yaml", "summary.md", "summary.json", "curves.png", "search_*.png"),
                (("comparison", ("compare", "run")), ("best", ("bundle", "run")), ("*", ("run",))),

@@ -20,7 +20,8 @@ copies the link of the current view: the tab, its own model and example dropdown
 Where things are: this file builds the page and wires what crosses tabs (deep links, the copy-link button, the
 first view); ``space/tabs/<tab>.py`` is one tab (``build(ctx) -> TabSpec``, its API endpoints); ``space/context.py``
 the shared inputs and image loading; ``space/evaluation.py`` a model on a whole split (Outcomes, Model report);
-``space/errors.py`` what a visitor sees when something fails; ``space/catalog.py`` the models offered.
+``space/errors.py`` what a visitor sees when something fails; ``space/catalog.py`` the models offered;
+``space/visitor_models.py`` the "Your model" panel (a visitor's own model, for their session only).
 """
 import argparse
 import json
@@ -40,7 +41,7 @@ import gradio as gr  # noqa: E402
 
 from lib.data.images import MAX_FILE_BYTES  # noqa: E402
 from lib.errors import XcxrError  # noqa: E402
-from space import evaluation, fair_queue, gradio_patches  # noqa: E402
+from space import evaluation, fair_queue, gradio_patches, visitor_models  # noqa: E402
 from space.catalog import ModelCatalog  # noqa: E402
 from space.context import TAB_IDS, AppContext, TabSpec  # noqa: E402
 from space.examples import ExampleSet  # noqa: E402
@@ -55,9 +56,10 @@ TAB_TITLES = {"classify": "Classify", "heatmaps": "Heatmaps", "filters": "Filter
 #: The queue's lanes (``concurrency_id`` -> events of it running at once). A free Space has 2 vCPUs: the interactive
 #: lane (classify, Grad-CAM, filters, feature maps, every private helper event) runs two at a time; the expensive one
 #: (``/trust``, ``/outcomes``, ``/report``, presets, heatmaps with IG/SmoothGrad/occlusion) one, so a queue of them
-#: never holds both cores and ``/classify`` stays fast while they run.
+#: never holds both cores and ``/classify`` stays fast while they run. "Your model"'s open events have a lane of their
+#: own: they mostly wait for a download in space/visitor_models.py's worker pool, and must not hold the others.
 INTERACTIVE, EXPENSIVE = "interactive", fair_queue.EXPENSIVE
-LANES = {INTERACTIVE: 2, EXPENSIVE: 1}
+LANES = {INTERACTIVE: 2, EXPENSIVE: 1, visitor_models.LANE: visitor_models.MAX_PENDING}
 #: The whole queue's bound, the last resort when many addresses flood at once (per visitor: space/fair_queue.py).
 QUEUE_MAX_SIZE = 256
 #: tab id -> the module whose ``build(ctx) -> TabSpec`` makes it.
@@ -67,10 +69,11 @@ TAB_MODULES = {"classify": classify, "heatmaps": heatmaps, "filters": filters, "
 
 def make_context(models_dir: str = "models", runs_dir: str | None = None, hub_repos: list | None = None,
                  examples_dir: str | None = None) -> AppContext:
-    """The catalog (bundled models, ``runs_dir``, Hub repos) and the examples every tab reads."""
+    """The catalog (bundled models, ``runs_dir``, Hub repos), the examples every tab reads and the visitors' own
+    models (``space/visitor_models.py``)."""
     catalog = ModelCatalog(models_dir=models_dir, runs_dir=runs_dir, hub_repos=hub_repos)
     examples = ExampleSet(examples_dir) if examples_dir else ExampleSet()
-    return AppContext(catalog=catalog, examples=examples)
+    return AppContext(catalog=catalog, examples=examples, visitors=visitor_models.VisitorModels())
 
 
 #: The "Copy link to this view" button's JS. Its inputs: the current tab id, then every model dropdown, every example
@@ -148,6 +151,8 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     with gr.Blocks(title="Explainable chest X-ray classification", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Explainable chest X-ray classification\nA teaching tool: classify an X-ray (normal vs "
                     "pneumonia), then look inside the model. **Not for diagnosis.**")
+        # "Your model": a visitor's own model, added to every tab's model list for their session only
+        your_model = visitor_models.build(ctx)
         link_params = gr.State({})  # the page's query parameters, for the tabs' on_link handlers
         current_tab = gr.Textbox(value=TAB_IDS[0], visible=False, label="current tab")
         with gr.Tabs(selected=TAB_IDS[0]) as tabs:
@@ -169,6 +174,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         copy_inputs = [current_tab, *model_dds, *example_dds, *extra_components]
         copy.click(None, copy_inputs, link, js=copy_link_js(spec), api_visibility="private", queue=False)
         _wire_deep_links(demo, ctx, specs, tabs, current_tab, link_params, model_dds, example_dds)
+        your_model.wire(demo)  # after the tabs: its outputs are their model dropdowns
         # Opening a tab fills it with the current choices (heatmaps of the selected example, filters…).
         for tab_id, s in specs.items():
             if s.on_open is not None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch.nn as nn
 
@@ -27,15 +27,13 @@ from lib.models import check_model, load_model
 
 from .errors import log_incident, public_text
 
-__all__ = ["ModelCatalog", "ModelEntry", "CatalogError", "hub_repos_from_config", "DEFAULT_MODEL", "SCAN_BUDGET_S",
-           "LOAD_WAIT_S", "MAX_LOADED_BYTES"]
+__all__ = ["ModelCatalog", "ModelEntry", "CatalogError", "hub_repos_from_config", "hub_models_from_config",
+           "shipped_models", "DEFAULT_MODEL", "LOAD_WAIT_S", "MAX_LOADED_BYTES"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The bundled model shown first.
 DEFAULT_MODEL = "pneumonia_cnn"
 HUB_CONFIG = Path(__file__).with_name("hub_models.yaml")
-#: Time the start may spend checking the local model folders' configs (each takes milliseconds).
-SCAN_BUDGET_S = 5.0
 #: How long a request waits for a model that is loading before it is told to try again.
 LOAD_WAIT_S = 20.0
 #: Weights of loaded models kept in memory at once (the least recently used beyond it are dropped).
@@ -61,22 +59,43 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hub_repos_from_config(path: str | os.PathLike = HUB_CONFIG) -> list[str]:
-    """Hub repo ids from ``XCXR_HUB_MODELS`` (comma list) if set, else from ``space/hub_models.yaml``."""
-    env = os.environ.get("XCXR_HUB_MODELS")
+def hub_models_from_config(path: str | os.PathLike = HUB_CONFIG, use_env: bool = True) -> dict[str, str]:
+    """The Hub models to list, as ``{name shown in the app: repo id}``, from ``XCXR_HUB_MODELS`` if set (and
+    ``use_env``), else from ``space/hub_models.yaml``.
+
+    Both accept two forms: a list of repo ids (each listed under its repo id; ``XCXR_HUB_MODELS=a/b,c/d``) and
+    names mapped to repos (``models: {pneumonia_cnn: OWNER/xcxr-pneumonia_cnn}``; ``XCXR_HUB_MODELS=name=a/b,…``).
+    A mapped name is what the app shows and deep links use (``?model=pneumonia_cnn``): ``python -m space.deploy``
+    writes the mapping so a Space offers the local names with the models loaded from the Hub. A local model of
+    the same name wins (see :class:`ModelCatalog`).
+
+    Example:
+        >>> os.environ["XCXR_HUB_MODELS"] = "pneumonia_cnn=someone/xcxr-pneumonia_cnn,someone/other"
+        >>> hub_models_from_config()
+        {'pneumonia_cnn': 'someone/xcxr-pneumonia_cnn', 'someone/other': 'someone/other'}
+    """
+    env = os.environ.get("XCXR_HUB_MODELS") if use_env else None
     if env is not None:
-        return [r.strip() for r in env.split(",") if r.strip()]
+        pairs = [item.split("=", 1) if "=" in item else (item, item) for item in env.split(",")]
+        return {n.strip(): r.strip() for n, r in pairs if n.strip() and r.strip()}
     p = Path(path)
     if not p.is_file():
-        return []
+        return {}
     import yaml
 
     try:
         data: Any = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError:
-        return []
+        return {}
     items = data.get("models", []) if isinstance(data, dict) else data
-    return [str(r).strip() for r in (items or []) if str(r).strip()]
+    if isinstance(items, dict):
+        return {str(n).strip(): str(r).strip() for n, r in items.items() if str(n).strip() and r and str(r).strip()}
+    return {str(r).strip(): str(r).strip() for r in (items or []) if str(r).strip()}
+
+
+def hub_repos_from_config(path: str | os.PathLike = HUB_CONFIG) -> list[str]:
+    """The repo ids of :func:`hub_models_from_config` (``XCXR_HUB_MODELS`` or ``space/hub_models.yaml``)."""
+    return list(hub_models_from_config(path).values())
 
 
 def _model_folders(root: Path, depth: int) -> list[Path]:
@@ -94,16 +113,28 @@ def _model_folders(root: Path, depth: int) -> list[Path]:
     return found
 
 
+def shipped_models(models_dir: str | os.PathLike, studies_dir: str | os.PathLike) -> dict[str, Path]:
+    """``{name: folder}`` of the models that ship with the project, named as the app lists them: each
+    ``models/<name>/`` as ``<name>``, and each study's best model ``studies/<study>/results/<variant>/best/<model>/``
+    as ``study:<study>/<variant>/<model>``. ``python -m space.deploy`` publishes exactly these."""
+    out = {d.name: d for d in _model_folders(Path(models_dir), 1)}
+    studies = Path(studies_dir)
+    for d in _model_folders(studies, 5):
+        parts = [p for p in d.relative_to(studies).parts if p not in ("results", "best")]
+        out["study:" + "/".join(parts)] = d
+    return out
+
+
 class ModelCatalog:
     """Bundled models (``models_dir``), the studies' best models (``studies_dir``), local runs (``runs_dir``) and Hub
     repos, loaded on first use and cached.
 
     Every folder and repo is input (anything can be dropped into ``runs/``), so:
 
-    * **Listing is cheap and bounded.** At start each local folder gets :func:`lib.models.check_model` (its
-      config against the zoo's bounds and budgets, the model built on the meta device: milliseconds, no weights
-      read) within :data:`SCAN_BUDGET_S` in all; a folder that fails is listed as unavailable with a one-line
-      reason. Hub repos (network: their config.json is downloaded) are checked in the background.
+    * **Listing costs the start nothing.** Each folder and repo gets :func:`lib.models.check_model` (its config
+      against the zoo's bounds and budgets, the model built on the meta device: milliseconds, no weights read; a
+      repo's config.json downloaded) in the background worker pool; one that fails is listed as unavailable with
+      a one-line reason from then on (and asking for it before gives the same reason).
     * **Loading is lazy, off the request path, and bounded in time and memory.** A model loads in a small worker
       pool the first time someone asks for it; the asking request waits at most :data:`LOAD_WAIT_S` and then
       gets "still loading, try again", so one slow download never holds a request (or the start) for long, and
@@ -114,14 +145,17 @@ class ModelCatalog:
 
     def __init__(self, models_dir: str | os.PathLike = "models",
                  runs_dir: str | os.PathLike | None = None,
-                 hub_repos: list[str] | None = None,
+                 hub_repos: list[str] | Mapping[str, str] | None = None,
                  studies_dir: str | os.PathLike = "studies") -> None:
         self.models_dir = Path(models_dir) if Path(models_dir).is_absolute() or Path(models_dir).is_dir() \
             else ROOT / models_dir
         runs = runs_dir if runs_dir is not None else os.environ.get("XCXR_RUNS_DIR", "runs")
         self.runs_dir = Path(runs) if Path(runs).is_absolute() or Path(runs).is_dir() else ROOT / runs
         self.studies_dir = Path(studies_dir) if Path(studies_dir).is_absolute() else ROOT / studies_dir
-        self.hub_repos = list(hub_repos) if hub_repos is not None else hub_repos_from_config()
+        # {name: repo id}: a list lists each repo under its id; a mapping under its name (hub_models_from_config)
+        hubs = hub_repos if hub_repos is not None else hub_models_from_config()
+        self.hub_models = dict(hubs) if isinstance(hubs, Mapping) else {r: r for r in hubs}
+        self.hub_repos = list(self.hub_models.values())
         self._lock = threading.Lock()  # guards the tables below; never held while a model loads
         self._models: OrderedDict[str, nn.Module] = OrderedDict()  # loaded, least recently used first
         self._errors: dict[str, str] = {}
@@ -129,34 +163,39 @@ class ModelCatalog:
         self._loading: dict[str, Future] = {}
         self._locations: dict[str, tuple[str, str]] = {}  # name -> (source, location)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-load")
+        self._pending: list[Future] = []
         self._scan()
 
     # -- listing -----------------------------------------------------------------------------------------------
     def _scan(self) -> None:
         locs: dict[str, tuple[str, str]] = {}
-        for d in _model_folders(self.models_dir, 1):
-            locs[d.name] = ("bundled", str(d))
+        shipped = shipped_models(self.models_dir, self.studies_dir)
+        for name, d in shipped.items():
+            if not name.startswith("study:"):
+                locs[name] = ("bundled", str(d))
         for d in _model_folders(self.runs_dir, 3):
             name = "run:" + d.relative_to(self.runs_dir).as_posix()
             locs[name] = ("run", str(d))
-        # The best small models of the course studies (studies/<study>/results/<variant>/best/<model>/).
-        for d in _model_folders(self.studies_dir, 5):
-            parts = [p for p in d.relative_to(self.studies_dir).parts if p not in ("results", "best")]
-            locs["study:" + "/".join(parts)] = ("study", str(d))
-        for repo in self.hub_repos:
-            locs.setdefault(repo, ("hub", repo))
+        for name, d in shipped.items():
+            if name.startswith("study:"):
+                locs[name] = ("study", str(d))
+        for name, repo in self.hub_models.items():  # a local model of the same name wins
+            locs.setdefault(name, ("hub", repo))
         with self._lock:
             self._locations = locs
-        deadline = time.monotonic() + SCAN_BUDGET_S
+        pending = []
         for name, (source, location) in locs.items():
             if source == "hub" and _offline():
                 with self._lock:
                     self._errors.setdefault(name, f"{location}: offline (HF_HUB_OFFLINE is set); Hub models are "
                                                   "not tried")
-            elif source == "hub":  # network: checked in the background, never on the start's path
-                self._pool.submit(self._check, name, location)
-            elif time.monotonic() < deadline:
-                self._check(name, location)
+            else:  # in the background: the start never waits (a ResNet18's check imports timm, a repo downloads)
+                pending.append(self._pool.submit(self._check, name, location))
+        self._pending = pending
+
+    def wait_checked(self, timeout: float | None = None) -> None:
+        """Wait until the checks of the last scan are done (tests and tools; the app never waits for them)."""
+        futures_wait(self._pending, timeout)
 
     def _check(self, name: str, location: str) -> None:
         """Config-only checks of a local folder (no weights read); a failure makes the entry unavailable."""

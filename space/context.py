@@ -19,7 +19,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gradio as gr
 import numpy as np
@@ -33,6 +33,9 @@ from lib.models import get_config
 from .catalog import ModelCatalog
 from .errors import log_incident, public_text
 from .examples import ExampleSet
+
+if TYPE_CHECKING:
+    from .visitor_models import VisitorModels
 
 __all__ = ["AppContext", "TabSpec", "ImageInputs", "image_inputs", "load_image", "model_choice", "example_choice",
            "upload_choice", "discard_upload", "TAB_IDS", "FILE_TYPES"]
@@ -60,10 +63,14 @@ class TabSpec:
 
 @dataclass
 class AppContext:
-    """What every tab reads: the model catalog and the bundled examples."""
+    """What every tab reads: the model catalog, the bundled examples and the visitors' own models
+    (:mod:`space.visitor_models`: ``yours:…`` names, each for one session only)."""
 
     catalog: ModelCatalog
     examples: ExampleSet
+    visitors: "VisitorModels | None" = None
+    #: Every dropdown of model names with a function giving its own choices (:meth:`offer_models`).
+    model_inputs: list[tuple[gr.Dropdown, Callable[[], list]]] = field(default_factory=list, repr=False)
 
     @property
     def default_model(self) -> str | None:
@@ -72,8 +79,19 @@ class AppContext:
 
     def model(self, name: str | None) -> nn.Module:
         """The catalog model ``name`` (the default if empty); :class:`space.catalog.CatalogError` (an
-        ``XcxrError``, shown to the visitor by ``ui_errors``) with the reason when it is unknown or unavailable."""
+        ``XcxrError``, shown to the visitor by ``ui_errors``) with the reason when it is unknown or unavailable.
+
+        A ``yours:`` name is the running request's session's own model (:mod:`space.visitor_models`); for any other
+        session it is an unknown model."""
+        if self.visitors is not None and self.visitors.owns(name):
+            return self.visitors.get(name)
         return self.catalog.get(name or None)
+
+    def offer_models(self, dropdown: gr.Dropdown, choices: Callable[[], list]) -> gr.Dropdown:
+        """Register a dropdown of model names and the function that gives its own choices: the "Your model"
+        panel adds a visitor's model to each (for that visitor's session only). Returns ``dropdown``."""
+        self.model_inputs.append((dropdown, choices))
+        return dropdown
 
     def labels(self, name: str | None = None) -> list[str]:
         """The class names of model ``name`` (default: the default model) from its config; generic names when it
@@ -90,13 +108,19 @@ class AppContext:
 
 
 def model_choice(ctx: AppContext, label: str = "Model", **kwargs: Any) -> gr.Dropdown:
-    """A model dropdown: available models by name, unavailable ones shown with their reason (selecting one errors)."""
-    choices = []
-    for e in ctx.catalog.entries():
-        reason = public_text(e.reason or "")[:80]  # a load error may name server folders
-        shown = f"{e.name} ({e.source})" if e.available else f"{e.name} — unavailable: {reason}"
-        choices.append((shown, e.name))
-    return gr.Dropdown(choices=choices, value=ctx.default_model, label=label, allow_custom_value=True, **kwargs)
+    """A model dropdown: available models by name, unavailable ones shown with their reason (selecting one errors).
+    Registered with :meth:`AppContext.offer_models`, so a visitor's own model joins it for their session."""
+    def choices() -> list[tuple[str, str]]:
+        out = []
+        for e in ctx.catalog.entries():
+            reason = public_text(e.reason or "")[:80]  # a load error may name server folders
+            shown = f"{e.name} ({e.source})" if e.available else f"{e.name} — unavailable: {reason}"
+            out.append((shown, e.name))
+        return out
+
+    dropdown = gr.Dropdown(choices=choices(), value=ctx.default_model, label=label, allow_custom_value=True,
+                           **kwargs)
+    return ctx.offer_models(dropdown, choices)
 
 
 #: Upload types offered by the file picker (DICOM via lib.data.load_grey); the original file reaches load_grey.

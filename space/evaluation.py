@@ -5,10 +5,15 @@ UI glue only: the images come from :func:`lib.data.load_split`, the probabilitie
 :func:`lib.explain.predict_split` (one pass per model and split, cached in memory and on disk) and the presets from
 :func:`lib.explain.threshold_presets`.
 
-Data: the ``val``/``test`` split folders of ``../shared/data/chest_xray`` (or ``$XCXR_DATA_ROOT``) when present,
-else the bundled ``examples/chest_xray_test`` (so a fresh offline clone works). Presets are computed on the
-validation split when there is one and applied to the chosen split; otherwise on the chosen split itself (then
-they are optimistic, and the note says so).
+Data: the course's ``val`` and ``test`` splits, bundled in ``data/chest_xray`` (byte-identical to
+``../shared/data/chest_xray/{val,test}``; ``$XCXR_DATA_ROOT`` points elsewhere), so a fresh offline clone, the
+Space and a local install offer the same splits, image ids, presets and outcome ranks; plus the 100 bundled
+``examples``. Presets are computed on the validation split when there is one and applied to the chosen split;
+otherwise on the chosen split itself (then they are optimistic, and the note says so).
+
+Predictions: a model folder may carry its predictions on these splits (``predictions/``, written by
+``python -m train.predictions``); they are used when their key (weights + split) matches, so Outcomes and the
+Model report answer right after a start.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ __all__ = ["data_root", "data_choices", "default_split", "load_data", "predict",
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "examples" / "chest_xray_test"
+#: The course's validation and test splits, shipped with the app (data/README.md).
+COURSE_SPLITS = REPO / "data" / "chest_xray"
 #: Preset keys of :func:`lib.explain.threshold_presets` and how the radio button names them.
 PRESET_LABELS = {"0.5": "0.5", "f1": "F1", "gmean": "G-mean", "youden": "Youden", "model": "model's own"}
 #: Decoded splits kept in memory (split, image size); a split of the course data is a few hundred MB at 224 px.
@@ -41,9 +48,9 @@ _MAX_SPLITS = 6
 
 
 def data_root() -> Path:
-    """The course data folder with split sub-folders (``$XCXR_DATA_ROOT`` or ``../shared/data/chest_xray``)."""
+    """The course data folder with split sub-folders: ``$XCXR_DATA_ROOT``, else the bundled ``data/chest_xray``."""
     env = os.environ.get("XCXR_DATA_ROOT")
-    return Path(env) if env else (REPO.parent / "shared" / "data" / "chest_xray")
+    return Path(env) if env else COURSE_SPLITS
 
 
 def data_choices() -> list[tuple[str, str]]:
@@ -86,7 +93,9 @@ def load_data(split: str, img_size: int) -> Any:
 def predict(model: nn.Module, ds: Any) -> Any:
     """:func:`lib.explain.predict_split`, cached in memory and on disk (next to the decoded-image cache), so a
     restarted app does not run the model over a split again."""
-    return predict_split(model, ds, cache_dir=cache_dir().parent / "predictions")
+    source = getattr(model, "xcxr_source", None)  # the model's folder: predictions shipped with it
+    shipped = [Path(source) / "predictions"] if source else []
+    return predict_split(model, ds, cache_dir=cache_dir().parent / "predictions", read_dirs=shipped)
 
 
 def warm_up(ctx: AppContext, split: str | None = None) -> None:

@@ -1,4 +1,6 @@
-"""Atomic writes of output images in Gradio's cache, so concurrent visitors never download a half-written file.
+"""Two fixes to Gradio internals: atomic writes of output images, and password boxes kept out of session state.
+
+**Atomic writes of output images in Gradio's cache, so concurrent visitors never download a half-written file.**
 
 Why: Gradio 6.31 names a cached output file by the hash of its bytes and writes it **in place**
 (``processing_utils.save_pil_to_cache`` / ``save_bytes_to_cache``: ``path.write_bytes(data)``). When two requests
@@ -9,9 +11,16 @@ in the same folder and renaming it over the final name (``os.replace``, atomic o
 either the old complete file or the new complete one, which have the same bytes. Gradio's own
 ``save_file_to_cache`` already does exactly this.
 
+**A password box's value is never kept.** Gradio 6.31 records every input value of every event in the session's
+state (``SessionState._update_value_in_config``, called by ``Blocks.preprocess_data``), for its deep links: ``GET
+/gradio_api/deep_link?session_hash=…`` writes those values to ``deep_links/<hash>/state.json`` in the upload folder,
+and ``/?deep_link=<hash>`` puts them back into the page of whoever opens that link. The "Your model" access token
+(``space/visitor_models.py``) must reach its one download and nothing else, so the value of a
+``gr.Textbox(type="password")`` is recorded as ``""`` (every password box: a secret has no place in a link).
+
 :func:`install` replaces the two functions in ``gradio.processing_utils`` (every component calls them through the
-module); :func:`check` verifies that the Gradio version is the one this was written against, so an upgrade makes
-``tests/test_space_abuse.py`` fail and someone re-reads this.
+module) and the session state's recorder; :func:`check` verifies that the Gradio version is the one this was
+written against, so an upgrade makes ``tests/test_space_abuse.py`` fail and someone re-reads this.
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from pathlib import Path
 
 import gradio
 from gradio import processing_utils
+from gradio.state_holder import SessionState
 
 __all__ = ["install", "check", "GRADIO_VERSION_CHECKED"]
 
@@ -61,6 +71,17 @@ def save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
     return str(path)
 
 
+_record_value = SessionState._update_value_in_config
+
+
+def _record_value_but_no_password(self: SessionState, key: int, value: object) -> None:
+    """``SessionState._update_value_in_config``, recording a password box's value as ``""``."""
+    block = self.blocks_config.blocks.get(key)
+    if isinstance(block, gradio.Textbox) and getattr(block, "type", None) == "password":
+        value = ""
+    _record_value(self, key, value)
+
+
 def check() -> None:
     """Raise ``RuntimeError`` when Gradio is not the version these replacements were written against."""
     if gradio.__version__ != GRADIO_VERSION_CHECKED:
@@ -71,10 +92,15 @@ def check() -> None:
                  "save_bytes_to_cache"):
         if not hasattr(processing_utils, name):
             raise RuntimeError(f"gradio.processing_utils.{name} is gone: re-read space/gradio_patches.py")
+    if not callable(getattr(SessionState, "_update_value_in_config", None)):
+        raise RuntimeError("gradio.state_holder.SessionState._update_value_in_config is gone: re-read "
+                           "space/gradio_patches.py (password boxes must stay out of the session state)")
 
 
 def install() -> None:
-    """Replace Gradio's two in-place cache writers by the atomic ones (idempotent)."""
+    """Replace Gradio's two in-place cache writers by the atomic ones, and its session-state recorder by one that
+    keeps no password (idempotent)."""
     check()
     processing_utils.save_pil_to_cache = save_pil_to_cache
     processing_utils.save_bytes_to_cache = save_bytes_to_cache
+    SessionState._update_value_in_config = _record_value_but_no_password

@@ -8,7 +8,8 @@ file contents are kept in memory.
 What it implements (modelled on huggingface_hub 2.4.0: ``hf_api.py``, ``_commit_api.py``, ``lfs.py``,
 ``file_download.py``, ``utils/_http.py``):
 
-* ``POST /api/repos/create`` (409 when the repo exists, so ``exist_ok=True`` works), ``DELETE /api/repos/delete``,
+* ``POST /api/repos/create`` (409 when the repo exists, so ``exist_ok=True`` works; a Space needs its ``sdk``, which
+  its info reports), ``DELETE /api/repos/delete``,
   ``PUT /api/{type}s/{repo_id}/settings`` (visibility), ``GET /api/whoami-v2``.
 * ``GET /api/{type}s/{repo_id}`` and ``.../revision/{rev}`` (``repo_info`` / ``model_info``, ``siblings`` with
   ``blobs=True`` metadata, ``cardData`` parsed from the README front matter).
@@ -74,6 +75,7 @@ LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 
 _TYPE_PREFIXES = {"datasets": "dataset", "spaces": "space", "kernels": "kernel"}
 _API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space", "kernels": "kernel"}
+_SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
 _YAML_BLOCK = re.compile(r"^(\s*---[\r\n]+)([\S\s]*?)([\r\n]+---(\r\n|\n|$))")
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -149,6 +151,7 @@ class _Repo:
     branches: dict[str, str] = field(default_factory=dict)  # branch name (or refs/pr/N) -> commit oid
     commits: dict[str, _Commit] = field(default_factory=dict)
     next_pr: int = 1
+    sdk: str | None = None  # Spaces only: gradio, docker, static, streamlit
 
 
 class _HubError(Exception):
@@ -521,8 +524,11 @@ class HubEmulator:
         url = f"{base}/{prefix}{repo_id}"
         if (repo_type, repo_id) in self._repos:  # the Hub's 409 body carries the url too
             raise _HubError(409, f"You already created this {repo_type} repo", body={"url": url})
+        sdk = payload.get("sdk")
+        if repo_type == "space" and sdk not in _SPACE_SDKS:  # like the Hub: a Space needs its SDK
+            raise _HubError(400, f"Invalid sdk {sdk!r} for a Space: one of {', '.join(_SPACE_SDKS)}")
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
-        self._create_repo(repo_type, repo_id, private)
+        self._create_repo(repo_type, repo_id, private).sdk = sdk if repo_type == "space" else None
         return JSONResponse({"url": url, "name": repo_id, "id": repo_id})
 
     def _card_data(self, commit: _Commit) -> dict | None:
@@ -559,6 +565,8 @@ class HubEmulator:
             "downloads": 0, "likes": 0, "tags": list((card or {}).get("tags") or []), "siblings": siblings,
             "usedStorage": sum(f.size for f in commit.files.values()),
         }
+        if repo.repo_type == "space":
+            info["sdk"] = repo.sdk or (card or {}).get("sdk")
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
             if card:

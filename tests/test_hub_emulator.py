@@ -145,3 +145,26 @@ def test_offline_uses_cache_and_missing_repo_raises(hub, hf_cache, monkeypatch):
         TinyNet.from_pretrained("someuser/no-such-repo")
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download("someuser/no-such-repo", "config.json")
+
+
+def test_space_and_dataset_repos(hub, hf_cache, tmp_path):
+    import httpx2
+    from huggingface_hub import snapshot_download
+
+    api = HfApi()
+    api.create_repo("someuser/emu-space", repo_type="space", space_sdk="gradio")
+    assert api.space_info("someuser/emu-space").sdk == "gradio"
+    # like the Hub, a Space needs its SDK (the client checks too; this is the raw request)
+    r = httpx2.post(f"{hub.url}/api/repos/create", json={"name": "emu-nosdk", "type": "space"},
+                    headers={"authorization": "Bearer hf_test"})
+    assert r.status_code == 400 and "sdk" in r.json()["error"]
+    api.upload_file(path_or_fileobj=b"print('hi')\n", path_in_repo="app.py", repo_id="someuser/emu-space",
+                    repo_type="space")
+    api.create_repo("someuser/emu-data", repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"\x00\x01image", path_in_repo="train/a.jpeg", repo_id="someuser/emu-data",
+                    repo_type="dataset")
+    assert hub.lfs_files("someuser/emu-data", repo_type="dataset") == {"train/a.jpeg"}
+    snap = snapshot_download("someuser/emu-space", repo_type="space", local_dir=tmp_path / "space")
+    assert (tmp_path / "space" / "app.py").read_bytes() == b"print('hi')\n" and snap
+    data = hf_hub_download("someuser/emu-data", "train/a.jpeg", repo_type="dataset")
+    assert open(data, "rb").read() == b"\x00\x01image"

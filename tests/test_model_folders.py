@@ -186,3 +186,21 @@ def test_the_app_starts_and_serves_with_hostile_folders_in_runs(hostile, monkeyp
         assert not (next(iter(hostile.values())).parent / "PWNED").exists()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     assert peak_gb < 3.0
+
+
+def test_files_that_travel_with_a_hub_model_are_size_checked_before_download(hub, hf_cache, tmp_path):
+    """The Model report reads a Hub model's card and history through lib.models.model_file: the Hub's size is
+    checked first, then the file comes from the cache (the Space preloads its model repos)."""
+    from lib.models import model_file, push_folder
+    from space.tabs.report import model_card
+
+    folder = save_model(create_model("pneumonia_cnn", img_size=32), tmp_path / "m")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# A card from the Hub\n")
+    (folder / "history.json").write_text("[" + ",".join(["{}"] * 200_000) + "]")   # ~600 KB
+    push_folder(folder, "teacher/report-card")
+    model = load_model("teacher/report-card")
+    assert model_card(model).startswith("# A card from the Hub")
+    with pytest.raises(ModelLoadError, match="more than"):
+        model_file(model, "history.json", 100_000)
+    with pytest.raises(ModelLoadError, match="no history2.json"):
+        model_file(model, "history2.json", 100_000)

@@ -391,10 +391,13 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
     save_model(create_model("pneumonia_cnn", img_size=32), studies / "study9" / "results" / "small" / "best" / "cnn")
     cat = ModelCatalog(models_dir=str(ROOT / "models"), runs_dir=str(runs), hub_repos=["someone/xcxr-model"],
                        studies_dir=studies)
+    cat.wait_checked(30)  # the configs are checked in the background: the app's start never waits for them
     entries = {e.name: e for e in cat.entries()}
     assert cat.names()[0] == MODEL
-    # a study's best model (studies/<study>/results/<variant>/best/<model>) is listed right after the bundled one
-    assert cat.names()[1] == "study:study9/small/cnn" and entries["study:study9/small/cnn"].source == "study"
+    # a study's best model (studies/<study>/results/<variant>/best/<model>) is listed right after the bundled ones
+    bundled = sorted(p.parent.name for p in (ROOT / "models").glob("*/config.json"))
+    assert cat.names()[:len(bundled)] == [MODEL] + [b for b in bundled if b != MODEL]
+    assert cat.names()[len(bundled)] == "study:study9/small/cnn" and entries["study:study9/small/cnn"].source == "study"
     assert cat.get("study:study9/small/cnn").xcxr_config["img_size"] == 32
     assert entries["run:exp1/resnet"].available and entries["run:exp1/resnet"].source == "run"
     assert not entries["run:broken"].available and "config.json" in entries["run:broken"].reason
@@ -408,7 +411,9 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
     # the Filters tab shows every available model side by side, labelled
     ctx = AppContext(cat, ExampleSet())
     items, text = filter_panels(ctx, "common")  # training runs are not drawn until chosen (a sweep leaves dozens)
-    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "study:study9/small/cnn — trained from scratch"]
+    assert [c for _, c in items] == [f"{n} — trained from scratch" for n in cat.names()[:len(bundled)]] + [
+        "study:study9/small/cnn — trained from scratch"]
+    assert "Where is the ImageNet-pretrained ResNet18?" in text   # none listed: the tab says what it would show
     items, text = filter_panels(ctx, "common", [MODEL, "run:exp1/resnet"])
     assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "run:exp1/resnet — trained from scratch"]
     with pytest.raises(Exception, match="not available: run:broken"):

@@ -14,7 +14,8 @@ from .feature_maps import FeatureStage, default_stages, feature_map_grid, featur
 from .figures import gradcam_figure, saliency_outcomes_figure
 from .filters import filter_grid, filter_summary, filter_weights
 from .overlay import colorize, overlay, overlay_figure, to_png_bytes
-from .outcomes import Outcomes, Predictions, clear_prediction_cache, outcomes, predict_split, threshold_presets
+from .outcomes import (Outcomes, Predictions, clear_prediction_cache, image_ids, outcomes, predict_split,
+                       ship_predictions, threshold_presets)
 from .trust import (PerturbationResult, curve_auc, deletion_insertion, model_randomisation, perturbation_curves,
                     randomisation_blocks, rank_correlation)
 
@@ -34,6 +35,7 @@ __all__ = [
     "default_stages", "FeatureStage",
     # outcomes: one cached pass over a split, TP/TN/FP/FN at a threshold (outcomes.py)
     "predict_split", "outcomes", "threshold_presets", "clear_prediction_cache", "Predictions", "Outcomes",
+    "ship_predictions", "image_ids",
     # trust checks: model randomisation, deletion/insertion (trust.py)
     "model_randomisation", "randomisation_blocks", "rank_correlation", "deletion_insertion", "perturbation_curves",
     "curve_auc", "PerturbationResult",

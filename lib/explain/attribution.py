@@ -70,8 +70,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
-from captum.attr import (GuidedBackprop, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
-                         Saliency)
 
 from ..models.layers import get_config
 from .core import class_scores, explaining, num_classes, pass_batch_size, resolve_classes, resolve_layer
@@ -137,12 +135,16 @@ def baseline_tensor(model: nn.Module, images: torch.Tensor, baseline: str | floa
 # --- one small function per method: (wrapped model, inputs, per-example targets, options) → Captum attribution ----
 
 def _saliency(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, abs: bool = True) -> torch.Tensor:
+    from captum.attr import Saliency  # on first use: captum costs ~1 s to import
+
     return Saliency(net).attribute(x, target=t, abs=bool(abs))
 
 
 def _integrated_gradients(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, n_steps: int = 50,
                           internal_batch_size: int | None = None,
                           baseline: str | float | torch.Tensor = "black") -> torch.Tensor:
+    from captum.attr import IntegratedGradients  # on first use: captum costs ~1 s to import
+
     _positive_int("n_steps", n_steps)
     if internal_batch_size is None:  # images × steps per pass: see lib.explain.core.CPU_BATCH
         internal_batch_size = pass_batch_size(x.device)
@@ -155,6 +157,8 @@ def _integrated_gradients(net: ClassScoreModel, x: torch.Tensor, t: list[int], *
 def _smoothgrad(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, nt_samples: int = 25,
                 nt_samples_batch_size: int | None = None, noise: float = 0.15, abs: bool = True,
                 seed: int | None = 0) -> torch.Tensor:
+    from captum.attr import NoiseTunnel, Saliency  # on first use: captum costs ~1 s to import
+
     _positive_int("nt_samples", nt_samples)
     if not 0.0 <= float(noise):
         raise XcxrValueError(f"noise must be ≥ 0 (a fraction of the intensity range), got {noise!r}")
@@ -180,6 +184,8 @@ def _smoothgrad(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, nt_sampl
 
 
 def _guided_backprop(net: ClassScoreModel, x: torch.Tensor, t: list[int]) -> torch.Tensor:
+    from captum.attr import GuidedBackprop  # on first use: captum costs ~1 s to import
+
     if not any(isinstance(m, nn.ReLU) for m in net.modules()):
         log.warning("%s has no nn.ReLU modules (e.g. LeakyReLU only): guided backprop equals the plain gradient",
                     get_config(net.model)["architecture"])
@@ -189,6 +195,8 @@ def _guided_backprop(net: ClassScoreModel, x: torch.Tensor, t: list[int]) -> tor
 def _occlusion(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, sliding_window: int | None = None,
                stride: int | None = None, baseline: str | float | torch.Tensor = "black",
                perturbations_per_eval: int | None = None) -> torch.Tensor:
+    from captum.attr import Occlusion  # on first use: captum costs ~1 s to import
+
     c, h, w = x.shape[1:]
     window = sliding_window if sliding_window is not None else max(1, round(min(h, w) / 8))
     _positive_int("sliding_window", window)
@@ -208,6 +216,8 @@ def _occlusion(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, sliding_w
 
 def _layer_gradcam(net: ClassScoreModel, x: torch.Tensor, t: list[int], *, layer: str | None = None,
                    relu: bool = True, interpolate_mode: str = "bilinear") -> torch.Tensor:
+    from captum.attr import LayerAttribution, LayerGradCam  # on first use: captum costs ~1 s to import
+
     if interpolate_mode not in ("nearest", "bilinear", "bicubic", "area"):
         raise XcxrValueError(f"interpolate_mode must be one of 'nearest', 'bilinear', 'bicubic', 'area', "
                              f"got {interpolate_mode!r}")

@@ -47,7 +47,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ from ..models.outputs import predict_proba
 from ..errors import XcxrKeyError, XcxrTypeError, XcxrValueError
 
 __all__ = ["Predictions", "Outcomes", "predict_split", "outcomes", "threshold_presets", "clear_prediction_cache",
-           "OUTCOMES", "MEMORY_CACHE_SIZE"]
+           "ship_predictions", "image_ids", "OUTCOMES", "MEMORY_CACHE_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 OUTCOMES: tuple[str, ...] = ("TP", "TN", "FP", "FN")
 #: How many (model, data set) predictions the in-memory cache keeps.
 MEMORY_CACHE_SIZE = 16
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: images keyed by CLASS/FILE, not by their path on one machine
 
 _MEMORY: "OrderedDict[str, Predictions]" = OrderedDict()
 _MEMORY_LOCK = threading.Lock()                    # guards _MEMORY and _COMPUTING
@@ -192,18 +192,32 @@ def _pixels_fingerprint(images: torch.Tensor) -> str:
     return digest
 
 
+def image_ids(dataset: ImageSet) -> list[str]:
+    """Each image's id that does not depend on where the data lies: ``CLASS/FILE`` (the last two path parts).
+
+    Prediction files keyed by these travel with a model: the same split on another machine (or in the Space, or a
+    fresh clone) has the same ids, so the predictions shipped with a model are found there.
+
+    Example:
+        >>> image_ids(load_split("data/chest_xray", "test", 224))[:1]
+        ['NORMAL/IM-0001-0001.jpeg']
+    """
+    return ["/".join(Path(str(p)).parts[-2:]) for p in dataset.paths]
+
+
 def _dataset_fingerprint(dataset: ImageSet) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(_pixels_fingerprint(dataset.images).encode())
     _hash_tensor(h, dataset.labels)
-    h.update(json.dumps([list(dataset.paths), list(dataset.classes)]).encode())
+    h.update(json.dumps([image_ids(dataset), list(dataset.classes)]).encode())
     return h.hexdigest()
 
 
 # --- public API -----------------------------------------------------------------------------------------------
 
 def predict_split(model: nn.Module, dataset: ImageSet, batch_size: int = 128,
-                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> Predictions:
+                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                  read_dirs: Sequence[str | os.PathLike] = ()) -> Predictions:
     """Run ``model`` on every image of ``dataset`` once (batched) and return the per-image table, cached.
 
     The model's own preprocessing (``config.json``: mean, std) is applied; it runs in ``eval()`` mode and the
@@ -216,6 +230,8 @@ def predict_split(model: nn.Module, dataset: ImageSet, batch_size: int = 128,
         cache_dir: also keep the result in this folder (``predictions-<key>.npz``), so it survives a restart.
             ``None`` (default): memory only.
         use_cache: ``False`` always runs the model (and refreshes the caches).
+        read_dirs: more folders to look in for ``predictions-<key>.npz`` before running the model, never written
+            (the ``predictions/`` folder shipped with a model: :func:`ship_predictions`).
 
     Returns:
         :class:`Predictions`.
@@ -249,7 +265,7 @@ def predict_split(model: nn.Module, dataset: ImageSet, batch_size: int = 128,
         try:
             if use_cache and (cached := _cached(key, model_threshold)) is not None:
                 return cached
-            return _compute(model, dataset, key, model_threshold, batch_size, cache_dir, use_cache)
+            return _compute(model, dataset, key, model_threshold, batch_size, cache_dir, use_cache, read_dirs)
         finally:
             with _MEMORY_LOCK:
                 if _COMPUTING.get(key) is computing:
@@ -267,14 +283,22 @@ def _cached(key: str, model_threshold: float | None) -> Predictions | None:
 
 
 def _compute(model: nn.Module, dataset: ImageSet, key: str, model_threshold: float | None, batch_size: int,
-             cache_dir: str | os.PathLike | None, use_cache: bool) -> Predictions:
+             cache_dir: str | os.PathLike | None, use_cache: bool, read_dirs: Sequence[str | os.PathLike] = ()
+             ) -> Predictions:
     file = Path(cache_dir) / f"predictions-{key}.npz" if cache_dir is not None else None
-    prob = _read_disk(file, dataset) if (use_cache and file is not None) else None
+    prob = None
+    if use_cache:
+        for folder in [*read_dirs, *([cache_dir] if cache_dir is not None else [])]:
+            prob = _read_disk(Path(folder) / f"predictions-{key}.npz", dataset)
+            if prob is not None:
+                break
     if prob is None:
         # float64 so that a threshold returned by optimal_thresholds (one of these values) compares exactly
         prob = predict_proba(model, dataset.images, batch_size=batch_size).double().numpy()
         if file is not None:
             _write_disk(file, dataset, prob)
+    elif file is not None and not file.is_file():
+        _write_disk(file, dataset, prob)  # found only in a read-only folder: keep a copy where the app writes
 
     pred = Predictions(index=np.arange(len(dataset)), path=list(dataset.paths),
                        label=dataset.labels.numpy().astype(np.int64).copy(), probability=prob,
@@ -296,7 +320,7 @@ def _read_disk(file: Path, dataset: ImageSet) -> np.ndarray | None:
     except (OSError, ValueError, KeyError) as e:
         log.warning("ignoring the unreadable prediction cache %s (%s)", file, e)
         return None
-    if paths != list(dataset.paths) or not np.array_equal(labels, dataset.labels.numpy()):
+    if paths != image_ids(dataset) or not np.array_equal(labels, dataset.labels.numpy()):
         return None  # a hash collision or a hand-edited file: recompute rather than trust it
     return prob.astype(np.float64)
 
@@ -305,11 +329,35 @@ def _write_disk(file: Path, dataset: ImageSet, prob: np.ndarray) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}.npz")  # one per writer
-        np.savez(tmp, probability=prob, label=dataset.labels.numpy(), path=np.array(dataset.paths, dtype=str),
-                 version=np.array(_CACHE_VERSION))
+        np.savez_compressed(tmp, probability=prob, label=dataset.labels.numpy(),
+                            path=np.array(image_ids(dataset), dtype=str),
+                            version=np.array(_CACHE_VERSION))
         os.replace(tmp, file)  # atomic: a reader never sees half a file
     except OSError as e:  # a read-only cache folder must not stop the app
         log.warning("could not write the prediction cache %s: %s", file, e)
+
+
+def ship_predictions(model: nn.Module, folder: str | os.PathLike, datasets: Sequence[ImageSet],
+                     batch_size: int = 128) -> list[Path]:
+    """Write ``folder/predictions/predictions-<key>.npz`` for each data set, and remove stale ones there.
+
+    A model folder that carries its predictions on the splits the app offers lets the app answer Outcomes, the
+    presets and the Model report at once after a start (:func:`predict_split` with ``read_dirs``). The key is a
+    hash of the weights and of the split's pixels, labels and ids, so a retrained model or changed data simply
+    misses the old files; this function rewrites them (``python -m train.predictions``). Returns the files kept.
+    """
+    out = Path(folder) / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    keep = []
+    for ds in datasets:
+        pred = predict_split(model, ds, batch_size=batch_size, use_cache=False)
+        file = out / f"predictions-{pred.key}.npz"
+        _write_disk(file, ds, pred.probability)
+        keep.append(file)
+    for stale in out.glob("predictions-*.npz"):
+        if stale not in keep:
+            stale.unlink()
+    return keep
 
 
 def clear_prediction_cache() -> None:

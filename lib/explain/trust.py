@@ -66,10 +66,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy.stats import rankdata
 
 from .core import ACCELERATOR_BATCH, CPU_BATCH, explaining, num_classes, pass_batch_size, resolve_classes
 from ..errors import XcxrTypeError, XcxrValueError
+
+
+def _rankdata(*args, **kwargs):  # scipy on first use: the app's first page needs no scipy
+    from scipy.stats import rankdata
+
+    return rankdata(*args, **kwargs)
 
 __all__ = ["randomisation_blocks", "model_randomisation", "rank_correlation", "ssim",
            "perturbation_curves", "curve_auc", "deletion_insertion", "PerturbationResult", "ExplainFn", "CPU_BATCH",
@@ -167,7 +172,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     lead = a.shape[:-2]
     x = a.detach().double().cpu().reshape(-1, a.shape[-2] * a.shape[-1]).numpy()
     y = b.detach().double().cpu().reshape(-1, b.shape[-2] * b.shape[-1]).numpy()
-    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx, ry = _rankdata(x, axis=1), _rankdata(y, axis=1)
     rx -= rx.mean(1, keepdims=True)
     ry -= ry.mean(1, keepdims=True)
     sx, sy = np.sqrt((rx * rx).sum(1)), np.sqrt((ry * ry).sum(1))

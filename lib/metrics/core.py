@@ -28,17 +28,19 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-)
 from ..errors import XcxrValueError
+
+
+class _LazySklearnMetrics:
+    """``sklearn.metrics``, imported on first use: it costs about a second, and the app's first page needs none."""
+
+    def __getattr__(self, name: str):
+        import sklearn.metrics
+
+        return getattr(sklearn.metrics, name)
+
+
+_skm = _LazySklearnMetrics()
 
 __all__ = [
     "THRESHOLD_CRITERIA",
@@ -138,25 +140,25 @@ def _metrics(yt: np.ndarray, yp: np.ndarray, t: float) -> dict[str, Any]:
     """:func:`binary_metrics` on already validated arrays."""
     pred = (yp >= t).astype(np.int64)
     kw: dict[str, Any] = {"labels": [0, 1], "zero_division": 0}
-    (tn, fp), (fn, tp) = confusion_matrix(yt, pred, labels=[0, 1]).tolist()
-    recall = float(recall_score(yt, pred, pos_label=1, **kw))
-    specificity = float(recall_score(yt, pred, pos_label=0, **kw))
+    (tn, fp), (fn, tp) = _skm.confusion_matrix(yt, pred, labels=[0, 1]).tolist()
+    recall = float(_skm.recall_score(yt, pred, pos_label=1, **kw))
+    specificity = float(_skm.recall_score(yt, pred, pos_label=0, **kw))
     with warnings.catch_warnings():
         # One class only in y_true: sklearn warns and averages the recall of the classes present.
         warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
         warnings.filterwarnings("ignore", message=".*single label was found.*")
-        balanced = float(balanced_accuracy_score(yt, pred))
+        balanced = float(_skm.balanced_accuracy_score(yt, pred))
     return {
-        "accuracy": float(accuracy_score(yt, pred)),
-        "precision": float(precision_score(yt, pred, pos_label=1, **kw)),
+        "accuracy": float(_skm.accuracy_score(yt, pred)),
+        "precision": float(_skm.precision_score(yt, pred, pos_label=1, **kw)),
         "recall": recall,
         "sensitivity": recall,
         "specificity": specificity,
-        "f1": float(f1_score(yt, pred, pos_label=1, **kw)),
+        "f1": float(_skm.f1_score(yt, pred, pos_label=1, **kw)),
         "balanced_accuracy": balanced,
         "gmean": math.sqrt(recall * specificity),
         "youden": recall + specificity - 1.0,
-        "auc": float(roc_auc_score(yt, yp)) if _both_classes(yt) else None,
+        "auc": float(_skm.roc_auc_score(yt, yp)) if _both_classes(yt) else None,
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
         "tn": int(tn),
         "fp": int(fp),
@@ -210,7 +212,7 @@ def roc_auc(y_true: ArrayLike, y_prob: ArrayLike) -> float | None:
         True
     """
     yt, yp = _check_inputs(y_true, y_prob)
-    return float(roc_auc_score(yt, yp)) if _both_classes(yt) else None
+    return float(_skm.roc_auc_score(yt, yp)) if _both_classes(yt) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def _candidate_scores(yt: np.ndarray, yp: np.ndarray) -> tuple[np.ndarray, dict[
     # probabilities themselves and its (fpr, tpr) at threshold t count the samples with
     # y_prob >= t, i.e. exactly our prediction rule. The first entry (threshold = inf, nothing
     # predicted positive) is not a usable threshold in [0, 1] and is dropped.
-    fpr, tpr, thr = roc_curve(yt, yp, drop_intermediate=False)
+    fpr, tpr, thr = _skm.roc_curve(yt, yp, drop_intermediate=False)
     fpr, tpr, thr = fpr[1:], tpr[1:], thr[1:]
     n_pos = int(yt.sum())
     n_neg = int(yt.shape[0] - n_pos)
@@ -401,7 +403,7 @@ def _patient_means(
 # full report
 # --------------------------------------------------------------------------------------------
 def _roc_points(yt: np.ndarray, yp: np.ndarray) -> dict[str, list[float]]:
-    fpr, tpr, _ = roc_curve(yt, yp)
+    fpr, tpr, _ = _skm.roc_curve(yt, yp)
     if fpr.shape[0] > _MAX_ROC_POINTS:
         # evenly spaced indices; both endpoints (0, 0) and (1, 1) are kept
         idx = np.unique(np.rint(np.linspace(0, fpr.shape[0] - 1, _MAX_ROC_POINTS)).astype(np.int64))

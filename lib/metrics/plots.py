@@ -28,9 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
-from sklearn.metrics import roc_curve
 
-from .core import THRESHOLD_CRITERIA, _both_classes, _check_inputs, _check_threshold, _metrics, _optimal
+from .core import THRESHOLD_CRITERIA, _both_classes, _skm, _check_inputs, _check_threshold, _metrics, _optimal
 from ..errors import XcxrValueError
 
 __all__ = ["plot_roc", "plot_confusion_matrix", "plot_training_curves", "save_figure"]
@@ -112,7 +111,7 @@ def plot_roc(
     else:
         fig = _root_figure(ax)
 
-    fpr, tpr, _ = roc_curve(yt, yp)
+    fpr, tpr, _ = _skm.roc_curve(yt, yp)
     auc = _metrics(yt, yp, 0.5)["auc"]
     text = f"AUC = {auc:.3f}"
     (line,) = ax.plot(fpr, tpr, lw=2, label=f"{label} ({text})" if label else text)

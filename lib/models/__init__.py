@@ -19,7 +19,8 @@ Example:
 """
 from . import pneumonia_cnn, report, resnet  # noqa: F401  (registers the models)
 from .base import XcxrModule
-from .hub import HubAuthError, ModelLoadError, check_model, folder_file, load_model, push_folder, save_model
+from .hub import (MAX_WEIGHTS_BYTES, HubAuthError, ModelLoadError, check_model, download_model, folder_file,
+                  load_model, model_file, push_folder, save_model)
 from .layers import conv_layers, count_parameters, first_layer, get_config, get_layer, target_layer
 from .outputs import positive_probability, predict_proba
 from .pneumonia_cnn import ConvBlock, PneumoniaCNN
@@ -29,7 +30,8 @@ from .views import eval_view
 
 __all__ = [
     "create_model", "list_models", "register_model", "model_options", "loading_overrides", "XcxrModule",
-    "load_model", "check_model", "folder_file", "save_model", "push_folder", "ModelLoadError", "HubAuthError", "PretrainedWeightsUnavailable",
+    "load_model", "check_model", "download_model", "MAX_WEIGHTS_BYTES", "folder_file", "model_file", "save_model",
+    "push_folder", "ModelLoadError", "HubAuthError", "PretrainedWeightsUnavailable",
     "get_config", "get_layer", "target_layer", "first_layer", "conv_layers", "count_parameters", "eval_view",
     "positive_probability", "predict_proba", "ConvBlock", "PneumoniaCNN",
 ]

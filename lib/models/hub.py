@@ -21,14 +21,15 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
-import timm
 import torch
 import torch.nn as nn
 
@@ -37,7 +38,8 @@ from .layers import get_config
 from .limits import MAX_ACTIVATIONS, MAX_PARAMETERS, check_budget
 from .registry import create_model, list_models, loading_overrides, model_options
 
-__all__ = ["ModelLoadError", "HubAuthError", "folder_file", "check_model", "MAX_CONFIG_BYTES", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["ModelLoadError", "HubAuthError", "folder_file", "model_file", "check_model", "MAX_CONFIG_BYTES", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME",
+           "download_model", "MAX_WEIGHTS_BYTES"]
 
 CONFIG_NAME = "config.json"
 #: ``config.json`` larger than this is refused before it is parsed.
@@ -45,6 +47,9 @@ MAX_CONFIG_BYTES = 1 * 2**20
 #: The JSON header of ``model.safetensors`` (tensor names, shapes, offsets) may be at most this large.
 MAX_HEADER_BYTES = 1 * 2**20
 WEIGHTS_NAME = "model.safetensors"
+#: :func:`download_model` refuses a ``model.safetensors`` larger than this before downloading it: a model at the
+#: parameter budget (:data:`~lib.models.limits.MAX_PARAMETERS`, 50 M) in float32.
+MAX_WEIGHTS_BYTES = 200 * 2**20
 #: Files of a run folder that are not for the Hub (training state).
 PRIVATE_PATTERNS = ["checkpoint/*", "checkpoint/**", "*.tmp", "train_args.lock"]
 
@@ -69,6 +74,8 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(get_config(model))
     if cfg.get("hub_format") == "timm":
+        import timm  # only here and in lib.models.resnet: importing timm costs ~2 s
+
         timm.models.save_for_hf(
             model, str(out), safe_serialization=True,
             model_config={"xcxr": cfg, "label_names": cfg["labels"]},
@@ -92,15 +99,25 @@ def _fetch(model_id: str, filename: str, revision: str | None) -> str:
     if os.path.isdir(model_id):
         return str(folder_file(model_id, filename))
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
     if model_id.count("/") != 1 or model_id.startswith(("/", ".")):
         raise ModelLoadError(f"{model_id!r}: no such folder, and not a Hub repo id of the form OWNER/NAME")
-    try:
+    with _hub_errors(model_id, filename, revision, "no local folder of that name, and no such model repo on the Hub "
+                     "(or it is private and no token is set: set HF_TOKEN or run `hf auth login`)"):
         return hf_hub_download(model_id, filename, revision=revision)
+
+
+@contextlib.contextmanager
+def _hub_errors(model_id: str, filename: str, revision: str | None, not_found: str):
+    """Turn the Hub client's errors while fetching ``filename`` into :class:`ModelLoadError` (``not_found``: what a
+    missing or inaccessible repo is called)."""
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
+    try:
+        yield
     except RepositoryNotFoundError as e:
-        raise ModelLoadError(f"{model_id}: no local folder of that name, and no such model repo on the Hub (or it is "
-                             "private and no token is set: set HF_TOKEN or run `hf auth login`)") from e
+        raise ModelLoadError(f"{model_id}: {not_found}") from e
+    except OfflineModeIsEnabled as e:
+        raise ModelLoadError(f"{model_id}: the Hub is not tried (offline: HF_HUB_OFFLINE is set)") from e
     except RevisionNotFoundError as e:
         raise ModelLoadError(f"{model_id}: revision {revision!r} does not exist") from e
     except EntryNotFoundError as e:
@@ -111,6 +128,21 @@ def _fetch(model_id: str, filename: str, revision: str | None) -> str:
         raise ModelLoadError(f"{model_id}: the repo has no {filename}; is it a model of this project?") from e
     except HfHubHTTPError as e:
         raise ModelLoadError(f"{model_id}: the Hub answered with an error ({e})") from e
+    except _transport_errors() as e:  # no answer at all (hf_hub_download falls back to the cache instead)
+        raise ModelLoadError(f"{model_id}: the Hub cannot be reached ({type(e).__name__})") from e
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's "no answer" errors: huggingface_hub 2.x talks through ``httpx2``, 1.x through ``httpx``."""
+    import importlib
+
+    found: list[type[BaseException]] = [ConnectionError]
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def folder_file(folder: str | os.PathLike, filename: str, max_bytes: int | None = None) -> Path:
@@ -163,7 +195,7 @@ def load_model(model_id: str | os.PathLike, revision: str | None = None, map_loc
             out of bounds, a model over budget, or weights that do not match the built model.
     """
     model_id = os.fspath(model_id)
-    saved, options, overrides, shape_model = _inspect(model_id, revision, max_parameters, max_activations)
+    saved, options, overrides, shape_model, cfg_path = _inspect(model_id, revision, max_parameters, max_activations)
     arch = saved["architecture"]
     weights = _fetch(model_id, WEIGHTS_NAME, revision)
     _check_weights_header(model_id, weights, shape_model)
@@ -176,7 +208,48 @@ def load_model(model_id: str | os.PathLike, revision: str | None = None, map_loc
     # the saved values of the loading overrides (a model trained from ImageNet weights stays "pretrained") are kept
     built = get_config(model)
     model.xcxr_config = {**saved, **built, **{k: saved[k] for k in overrides if k in saved}}
+    # the local folder the model came from (a Hub repo: its snapshot in the Hugging Face cache), where files that
+    # travel with it are found (the predictions of lib.explain.ship_predictions)
+    model.xcxr_source = os.path.dirname(cfg_path)
+    model.xcxr_repo = None if os.path.isdir(model_id) else (model_id, revision)  # where model_file fetches from
     return model.to(map_location).eval()
+
+
+def model_file(model: nn.Module, filename: str, max_bytes: int) -> Path:
+    """A file that travels with a loaded model (model card, ``history.json``, figures), with the same care as its
+    weights: from its local folder through :func:`folder_file`; from its Hub repo only after the Hub said the file
+    is at most ``max_bytes`` (then downloaded into the Hugging Face cache, or found there offline).
+
+    Raises:
+        ModelLoadError: no such file, too large, a symlink out of the folder, or the Hub unreachable.
+
+    Example:
+        >>> model_file(load_model("models/pneumonia_cnn"), "README.md", 2**20).name
+        'README.md'
+    """
+    repo = getattr(model, "xcxr_repo", None)
+    if repo is None:
+        source = getattr(model, "xcxr_source", None)
+        if source is None:
+            raise ModelLoadError(f"{filename}: this model was not loaded from a folder or repo")
+        return folder_file(source, filename, max_bytes)
+    repo_id, revision = repo
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        size = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision)).size
+    except HfHubHTTPError as e:  # the Hub answered: no such file (or no access)
+        raise ModelLoadError(f"{repo_id}: no {filename} in the repo ({type(e).__name__})") from e
+    except (OfflineModeIsEnabled, OSError):
+        size = None  # offline: only a copy already in the cache can be used (_fetch says so otherwise)
+    if size is not None and size > max_bytes:
+        raise ModelLoadError(f"{repo_id}/{filename} is {size / 2**20:.1f} MB, more than the "
+                             f"{max_bytes / 2**20:g} MB allowed")
+    path = Path(_fetch(repo_id, filename, revision))
+    if path.stat().st_size > max_bytes:
+        raise ModelLoadError(f"{repo_id}/{filename} is larger than the {max_bytes / 2**20:g} MB allowed")
+    return path
 
 
 def check_model(model_id: str | os.PathLike, revision: str | None = None, *, max_parameters: int = MAX_PARAMETERS,
@@ -192,13 +265,14 @@ def check_model(model_id: str | os.PathLike, revision: str | None = None, *, max
         >>> check_model("models/pneumonia_cnn")
         {'architecture': 'pneumonia_cnn', 'parameters': 18218, 'activations': 4390466}
     """
-    saved, _, _, shape_model = _inspect(os.fspath(model_id), revision, max_parameters, max_activations)
+    saved, _, _, shape_model, _ = _inspect(os.fspath(model_id), revision, max_parameters, max_activations)
     return {"architecture": saved["architecture"], **check_budget(shape_model, max_parameters, max_activations)}
 
 
 def _inspect(model_id: str, revision: str | None, max_parameters: int, max_activations: int
-             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], nn.Module]:
-    """``(saved config, options for create_model, loading overrides, the model built on the meta device)``."""
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], nn.Module, str]:
+    """``(saved config, options for create_model, loading overrides, the model built on the meta device, the
+    config file's local path)``."""
     cfg_path = _fetch(model_id, CONFIG_NAME, revision)
     if os.path.getsize(cfg_path) > MAX_CONFIG_BYTES:
         raise ModelLoadError(f"{_shown(model_id)}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} KB")
@@ -225,7 +299,7 @@ def _inspect(model_id: str, revision: str | None, max_parameters: int, max_activ
         raise ModelLoadError(f"{_shown(model_id)}: config.json does not describe a valid {arch} ({e})") from e
     extras = {k: v for k, v in saved.items() if k not in accepted and k not in get_config(shape_model)}
     _check_extras(model_id, extras)
-    return saved, options, overrides, shape_model
+    return saved, options, overrides, shape_model, cfg_path
 
 
 def _shown(model_id: str) -> str:
@@ -288,6 +362,76 @@ def _check_weights_header(model_id: str, weights: str, shape_model: nn.Module) -
             need = f"{list(t.shape)} ({'float' if t.is_floating_point() else 'int'})"
             raise ModelLoadError(f"{_shown(model_id)}: the weights do not match config.json: tensor {key!r} in "
                                  f"model.safetensors is {dtype} {list(shape)}, the model needs {need}")
+
+
+#: What :func:`download_model` accepts: a repo id in the Hub's characters, and a token of plain characters (anything
+#: else would reach an HTTP header, and an HTTP library's error about a bad header quotes the header, token and all).
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,512}")
+
+
+def download_model(repo_id: str, dest: str | os.PathLike, *, token: str | bool | None = False,
+                   revision: str | None = None, max_weights_bytes: int = MAX_WEIGHTS_BYTES) -> Path:
+    """Download a Hub model's ``config.json`` and ``model.safetensors`` into a new folder ``dest/OWNER/NAME``
+    (returned); then :func:`load_model` on that folder loads it, and the caller removes ``dest``.
+
+    Made for a repo id that someone else typed (a visitor of the app):
+
+    * ``repo_id`` must be ``OWNER/NAME`` in the Hub's characters, and is never looked up as a local folder.
+    * Each check comes before the download it guards: config.json's size from the Hub's metadata (at most 1 MB)
+      → the config (:func:`check_model`'s checks: architecture, option bounds, budgets) → the weights' size (at
+      most ``max_weights_bytes`` and at most what the described model can hold) → the weights. Both files come
+      from one commit, so the repo cannot change in between.
+    * Nothing goes through the shared Hugging Face cache: the two files are plain files in ``dest`` and nowhere
+      else (a private repo's files are left for no one), and no other file of the repo is fetched.
+    * ``token`` goes to the Hub requests and nowhere else (not kept, not in any message). The default ``False``
+      sends no token at all, not even this machine's ``HF_TOKEN``; ``None`` uses the machine's token.
+
+    Messages name the model by ``repo_id``; so do :func:`load_model`'s on the returned folder (its last two parts).
+
+    Raises:
+        ModelLoadError: a malformed repo id or token, a missing or inaccessible repo or file, a file too large, a
+            config that fails the checks, or the Hub unreachable.
+
+    Example:
+        >>> folder = download_model("OWNER/NAME", tmp_dir, token=visitor_token)  # doctest: +SKIP
+        >>> model = load_model(folder)  # doctest: +SKIP
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or "--" in repo_id:
+        raise ModelLoadError("not a Hub repo id: give OWNER/NAME (letters, digits, '-', '_' and '.')")
+    if isinstance(token, str) and not _TOKEN.fullmatch(token):  # never quoted: it may be a mistyped secret
+        raise ModelLoadError("the access token is malformed: a Hugging Face token holds only letters, digits, "
+                             "'-', '_' and '.'")
+    folder = Path(dest) / repo_id
+    folder.mkdir(parents=True, exist_ok=True)
+    no_access = "no such model repo on the Hub, or it is private or gated and no token with access to it was given"
+
+    def size_of(filename: str, rev: str | None) -> tuple[int | None, str | None]:
+        with _hub_errors(repo_id, filename, rev, no_access):
+            meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=rev), token=token)
+        return meta.size, meta.commit_hash
+
+    def download(filename: str, rev: str | None) -> None:
+        with _hub_errors(repo_id, filename, rev, no_access):
+            hf_hub_download(repo_id, filename, revision=rev, local_dir=folder, token=token)
+
+    size, commit = size_of(CONFIG_NAME, revision)
+    if size is None or size > MAX_CONFIG_BYTES:
+        raise ModelLoadError(f"{repo_id}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} KB")
+    rev = commit or revision
+    download(CONFIG_NAME, rev)
+    shape_model = _inspect(str(folder), None, MAX_PARAMETERS, MAX_ACTIVATIONS)[3]
+    holds = sum(t.numel() * 8 for t in shape_model.state_dict().values()) + MAX_HEADER_BYTES  # float64 at most
+    size, _ = size_of(WEIGHTS_NAME, rev)
+    if size is None or size > min(holds, max_weights_bytes):
+        shown = "of unknown size" if size is None else f"{size / 2**20:.1f} MB"
+        raise ModelLoadError(f"{repo_id}: model.safetensors is {shown}, more than the "
+                             f"{min(holds, max_weights_bytes) / 2**20:.1f} MB this config's model can hold "
+                             f"(and at most {max_weights_bytes / 2**20:g} MB are downloaded)")
+    download(WEIGHTS_NAME, rev)
+    return folder
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None,

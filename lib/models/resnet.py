@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import timm
 import torch.nn as nn
 
 from .base import DEFAULT_LABELS, GREY_MEAN, GREY_STD
@@ -64,6 +63,8 @@ def build_resnet18(architecture: str, *, pretrained: bool, in_chans: int, freeze
         if not os.path.isfile(pretrained_file):
             raise PretrainedWeightsUnavailable(f"{architecture}: pretrained_file {pretrained_file!r} does not exist")
         kwargs["pretrained_cfg_overlay"] = dict(file=os.path.abspath(pretrained_file))
+    import timm  # on first use: timm (with torchvision) costs ~2 s to import, the app's first page needs none
+
     try:
         model = timm.create_model(TIMM_NAME, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:

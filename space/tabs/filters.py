@@ -15,7 +15,8 @@ from lib.models import get_config
 from ..context import AppContext, TabSpec
 from ..errors import public_text, ui_errors
 
-__all__ = ["build", "FILTER_SCALES", "MAX_DEFAULT", "training_label", "filter_panels", "default_models"]
+__all__ = ["build", "FILTER_SCALES", "MAX_DEFAULT", "training_label", "filter_panels", "default_models",
+           "PRETRAINED_MISSING"]
 
 FILTER_SCALES = ["common", "per_filter"]
 #: How many models the tab shows before the user picks.
@@ -45,12 +46,12 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
         raise gr.Error(f"scale must be one of {FILTER_SCALES}, got {scale!r}")
     available = ctx.catalog.available()
     names = default_models(available) if not names else list(names)
-    unknown = [n for n in names if n not in available]
+    unknown = [n for n in names if n not in available and not (ctx.visitors and ctx.visitors.owns(n))]
     if unknown:
         raise gr.Error(f"not available: {', '.join(unknown)}; choose among the listed models")
     items, lines = [], []
     for name in names:
-        model = ctx.catalog.get(name)
+        model = ctx.model(name)  # a catalogue model, or this session's own (yours:…)
         try:
             grid = filter_grid(model, scale=scale)
         except XcxrError as e:  # e.g. a model without a first conv layer: said in the text, the others still shown
@@ -64,7 +65,20 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
     text = ("Red = positive weight, blue = negative, white = 0 (a diverging colour map). "
             "`common` scale: one limit for all kernels of a model (strong and weak filters comparable); "
             "`per_filter`: each kernel stretched to its own range.\n\n" + "\n".join(lines))
+    if not any(training_label(ctx.model(n)).startswith("ImageNet") for n in names):
+        text += "\n\n" + PRETRAINED_MISSING
     return items, text
+
+
+#: Shown while no ImageNet-pretrained model is listed (the course compares all three kinds of first layers).
+PRETRAINED_MISSING = (
+    "**Where is the ImageNet-pretrained ResNet18?** Its first layer would show what ImageNet taught it: smooth "
+    "oriented edge detectors (Gabor-like stripes at many angles), colour-opponent blobs and a few high-frequency "
+    "checkers — structured kernels, unlike the noisier ones a network trained from scratch on a few thousand "
+    "X-rays learns. It is missing here because its ImageNet weights could not be downloaded where this app was "
+    "built (offline). With network access, `python -m train resnet18_pretrained --data …` (or "
+    "`--pretrained-file resnet18.safetensors` offline) trains it, and `python -m space.deploy` publishes it; "
+    "then it appears in this list.")
 
 
 def build(ctx: AppContext) -> TabSpec:
@@ -72,8 +86,9 @@ def build(ctx: AppContext) -> TabSpec:
     model dropdown for deep links."""
     available = ctx.catalog.available()
     with gr.Row():
-        models = gr.Dropdown(available, value=default_models(available), multiselect=True, scale=3,
-                             label="Models (add training runs to compare them)")
+        models = ctx.offer_models(gr.Dropdown(available, value=default_models(available), multiselect=True, scale=3,
+                                              label="Models (add training runs to compare them)"),
+                                  ctx.catalog.available)
         scale = gr.Radio(FILTER_SCALES, value="common", label="Scale")
         go = gr.Button("Show filters", variant="primary")
     gallery = gr.Gallery(label="First-layer filters, one panel per model (click to enlarge)", format="png",

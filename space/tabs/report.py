@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch.nn as nn
 from matplotlib.figure import Figure
 from PIL import Image
 
 from lib.explain import to_png_bytes
 from lib.metrics import evaluate_predictions, plot_confusion_matrix, plot_roc, plot_training_curves
-from lib.models import ModelLoadError, folder_file, get_config
+from lib.models import ModelLoadError, folder_file, get_config, model_file
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
@@ -63,32 +64,28 @@ def _cached(key: tuple, make: Any) -> Image.Image:
     return img
 
 
-def _location(ctx: AppContext, name: str) -> Path | None:
-    for e in ctx.catalog.entries():
-        if e.name == name and e.source in ("bundled", "study", "run"):
-            return Path(e.location)
-    return None
-
-
 #: What the report reads from a model folder, at most (a model folder is input: anything can be dropped in runs/).
 MAX_CARD_BYTES = 512 * 2**10
 MAX_HISTORY_BYTES = 2 * 2**20
 MAX_FIGURE_BYTES = 8 * 2**20
 
 
-def _file(folder: Path | None, name: str, max_bytes: int) -> Path | None:
-    """``folder/name`` when it is a regular file inside the folder within the size limit (never a symlink)."""
-    if folder is None:
+def _file(source: nn.Module | Path | None, name: str, max_bytes: int) -> Path | None:
+    """A file of a model (its folder or Hub repo: :func:`lib.models.model_file`) or of a folder
+    (:func:`lib.models.folder_file`), within the size limit and never through a symlink out of a folder."""
+    if source is None:
         return None
     try:
-        return folder_file(folder, name, max_bytes)
+        if isinstance(source, nn.Module):
+            return model_file(source, name, max_bytes)
+        return folder_file(source, name, max_bytes)
     except ModelLoadError:
         return None
 
 
-def model_card(folder: Path | None) -> str:
-    """The folder's ``README.md`` without its YAML front matter (markdown), or a short note."""
-    card = _file(folder, "README.md", MAX_CARD_BYTES)
+def model_card(source: nn.Module | Path | None) -> str:
+    """The model's (or folder's) ``README.md`` without its YAML front matter (markdown), or a short note."""
+    card = _file(source, "README.md", MAX_CARD_BYTES)
     if card is None:
         return "_No model card (README.md) for this model._"
     text = card.read_text(encoding="utf-8", errors="replace")
@@ -99,7 +96,7 @@ def model_card(folder: Path | None) -> str:
     return text
 
 
-def _training_curves(folder: Path | None) -> Image.Image | None:
+def _training_curves(folder: nn.Module | Path | None) -> Image.Image | None:
     if folder is None:
         return None
     hist = _file(folder, "history.json", MAX_HISTORY_BYTES)
@@ -150,8 +147,7 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     cm = _cached(("cm", pred.key, t), lambda: _png(plot_confusion_matrix(
         metrics["confusion_matrix"], class_names=pred.classes,
         title=f"{name} on {split}, threshold {t:.3f}")))
-    folder = _location(ctx, name)
-    curves = _training_curves(folder)
+    curves = _training_curves(m)  # the files that travel with the model: its folder, or its Hub repo
     thr = metrics.get("thresholds") or {}
     best = ", ".join(f"{k} {v['threshold']:.3f}" for k, v in thr.items() if isinstance(v, dict) and "threshold" in v)
     note = (f"**{name}** on **{split}** ({len(pred)} images"
@@ -161,7 +157,7 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
             + (f"Optimal thresholds on this split (shown on the ROC; optimistic if used to report it): {best}."
                if best else ""))
     step(1.0, desc="done")
-    return metrics, table, note, roc, cm, curves, model_card(folder)
+    return metrics, table, note, roc, cm, curves, model_card(m)
 
 
 def build(ctx: AppContext) -> TabSpec:
