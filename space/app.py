@@ -71,7 +71,7 @@ def make_context(models_dir: str = "models", runs_dir: str | None = None, hub_re
                  examples_dir: str | None = None) -> AppContext:
     """The catalog (bundled models, ``runs_dir``, Hub repos), the examples every tab reads and the visitors' own
     models (``space/visitor_models.py``)."""
-    catalog = ModelCatalog(models_dir=models_dir, runs_dir=runs_dir, hub_repos=hub_repos)
+    catalog = ModelCatalog(models_dir=models_dir, runs_dir=runs_dir, hub_repos=hub_repos, defer_checks=True)
     examples = ExampleSet(examples_dir) if examples_dir else ExampleSet()
     return AppContext(catalog=catalog, examples=examples, visitors=visitor_models.VisitorModels())
 
@@ -191,6 +191,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
                              "extras": {t: [p for p, _ in pairs] for t, pairs in extras.items()}}
     demo.xcxr_link_spec = spec  # type: ignore[attr-defined]
     demo.xcxr_link_inputs = copy_inputs  # type: ignore[attr-defined]
+    # the models' config checks (a ResNet18's imports timm, ~2 s) run in the background once the page is built,
+    # not while the start imports and builds on the same two cores
+    ctx.catalog.start_checks()
     return demo
 
 

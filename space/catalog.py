@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from typing import Any, Mapping
 import torch.nn as nn
 
 from lib.errors import XcxrError
-from lib.models import check_model, load_model
+from lib.models import check_model, folder_file, load_model
 
 from .errors import log_incident, public_text
 
@@ -146,7 +147,7 @@ class ModelCatalog:
     def __init__(self, models_dir: str | os.PathLike = "models",
                  runs_dir: str | os.PathLike | None = None,
                  hub_repos: list[str] | Mapping[str, str] | None = None,
-                 studies_dir: str | os.PathLike = "studies") -> None:
+                 studies_dir: str | os.PathLike = "studies", defer_checks: bool = False) -> None:
         self.models_dir = Path(models_dir) if Path(models_dir).is_absolute() or Path(models_dir).is_dir() \
             else ROOT / models_dir
         runs = runs_dir if runs_dir is not None else os.environ.get("XCXR_RUNS_DIR", "runs")
@@ -164,6 +165,7 @@ class ModelCatalog:
         self._locations: dict[str, tuple[str, str]] = {}  # name -> (source, location)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-load")
         self._pending: list[Future] = []
+        self._checks_started = not defer_checks
         self._scan()
 
     # -- listing -----------------------------------------------------------------------------------------------
@@ -189,9 +191,16 @@ class ModelCatalog:
                 with self._lock:
                     self._errors.setdefault(name, f"{location}: offline (HF_HUB_OFFLINE is set); Hub models are "
                                                   "not tried")
-            else:  # in the background: the start never waits (a ResNet18's check imports timm, a repo downloads)
+            elif self._checks_started:  # in the background: the start never waits (a ResNet18 imports timm…)
                 pending.append(self._pool.submit(self._check, name, location))
         self._pending = pending
+
+    def start_checks(self) -> None:
+        """Start the config checks of a catalogue made with ``defer_checks=True`` (the app: once its page is built,
+        so the checks' imports do not compete with the start for the two cores)."""
+        if not self._checks_started:
+            self._checks_started = True
+            self._scan()
 
     def wait_checked(self, timeout: float | None = None) -> None:
         """Wait until the checks of the last scan are done (tests and tools; the app never waits for them)."""
@@ -239,6 +248,24 @@ class ModelCatalog:
         """The default model's name (the bundled ``pneumonia_cnn`` when present), or ``None`` if none is left."""
         names = self.available()
         return names[0] if names else None
+
+    def saved_config(self, name: str) -> dict | None:
+        """A listed model's config — of the loaded model, else read from its folder's ``config.json`` without
+        loading it (the page is built before any model loads); ``None`` for a Hub model not loaded yet, or a
+        config that cannot be read. For display defaults only (labels, threshold): loading validates everything."""
+        with self._lock:
+            model = self._models.get(name)
+            source, location = self._locations.get(name, ("", ""))
+        if model is not None:
+            return dict(model.xcxr_config)
+        if source not in ("bundled", "study", "run"):
+            return None
+        try:
+            cfg = json.loads(folder_file(location, "config.json", 2**20).read_text())
+        except (XcxrError, OSError, ValueError):
+            return None
+        saved = cfg.get("xcxr", cfg) if isinstance(cfg, dict) else None
+        return saved if isinstance(saved, dict) else None
 
     # -- loading -----------------------------------------------------------------------------------------------
     def get(self, name: str | None, wait: float | None = None) -> nn.Module:

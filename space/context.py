@@ -96,6 +96,9 @@ class AppContext:
     def labels(self, name: str | None = None) -> list[str]:
         """The class names of model ``name`` (default: the default model) from its config; generic names when it
         does not load (the UI still builds; running it shows why)."""
+        labels = (self.catalog.saved_config(name or self.default_model or "") or {}).get("labels")
+        if isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) and x for x in labels):
+            return [x[:64] for x in labels]  # from config.json: building the page never waits for a model to load
         try:
             return [str(label) for label in get_config(self.model(name))["labels"]]
         except XcxrError:

@@ -106,12 +106,16 @@ def warm_up(ctx: AppContext, split: str | None = None) -> None:
 
 
 def initial_threshold(ctx: AppContext) -> float:
-    """The default model's own threshold (its config, chosen on its validation split), else 0.5."""
-    try:
-        t = get_config(ctx.model(None)).get("threshold")
-    except XcxrError:  # no model loads: the tab still builds; running it shows the reason
-        return 0.5
-    return float(t) if isinstance(t, (int, float)) and 0 <= t <= 1 else 0.5
+    """The default model's own threshold (its config, chosen on its validation split), else 0.5 — read from its
+    config.json, so building the page never waits for the model to load."""
+    cfg = ctx.catalog.saved_config(ctx.default_model or "")
+    if cfg is None:
+        try:
+            cfg = get_config(ctx.model(None))
+        except XcxrError:  # no model loads: the tab still builds; running it shows the reason
+            return 0.5
+    t = cfg.get("threshold")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 else 0.5
 
 
 def _validation() -> str | None:

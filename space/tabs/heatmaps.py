@@ -11,7 +11,6 @@ import gradio as gr
 import numpy as np
 import torch
 
-from lib.errors import XcxrError
 from lib.explain import attribute, gradcam, list_methods, overlay, prepare
 from lib.models import conv_layers, get_config, predict_proba
 
@@ -104,10 +103,8 @@ def layer_choices(model: torch.nn.Module) -> list[str]:
 
 def build(ctx: AppContext) -> TabSpec:
     """The Heatmaps tab (call inside ``with gr.Tab("Heatmaps"):``)."""
-    try:
-        default_layers = layer_choices(ctx.model(None))
-    except XcxrError:  # no model loads: the tab still builds; running it shows the reason
-        default_layers = [DEFAULT_LAYER]
+    # the layer list is filled on page load (on_model below): building the page never waits for a model to load
+    default_layers = [DEFAULT_LAYER]
     labels = ctx.labels()
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
@@ -148,4 +145,5 @@ def build(ctx: AppContext) -> TabSpec:
     outputs = [first, second, saliency, text]
     go.click(run, inputs, outputs, api_name="heatmaps", concurrency_id="interactive")
     inp.model.change(on_model, inp.model, [layer, first, second], api_visibility="private")
-    return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, outputs))
+    return TabSpec(model=inp.model, example=inp.example, on_open=(run, inputs, outputs),
+                   on_load=[(on_model, [inp.model], [layer, first, second])])
