@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import safetensors.torch
 import torch
@@ -35,7 +34,7 @@ import torch.nn as nn
 
 from ..errors import XcxrError
 from .layers import get_config
-from .limits import MAX_ACTIVATIONS, MAX_PARAMETERS, check_budget
+from .limits import MAX_ACTIVATIONS, MAX_PARAMETERS, check_budget, is_plain
 from .registry import create_model, list_models, loading_overrides, model_options
 
 __all__ = ["ModelLoadError", "HubAuthError", "folder_file", "model_file", "check_model", "MAX_CONFIG_BYTES", "save_model", "load_model", "push_folder", "CONFIG_NAME", "WEIGHTS_NAME",
@@ -195,7 +194,8 @@ def load_model(model_id: str | os.PathLike, revision: str | None = None, map_loc
             out of bounds, a model over budget, or weights that do not match the built model.
     """
     model_id = os.fspath(model_id)
-    saved, options, overrides, shape_model, cfg_path = _inspect(model_id, revision, max_parameters, max_activations)
+    saved, options, overrides, shape_model, cfg_path, _ = _inspect(model_id, revision, max_parameters,
+                                                                     max_activations)
     arch = saved["architecture"]
     weights = _fetch(model_id, WEIGHTS_NAME, revision)
     _check_weights_header(model_id, weights, shape_model)
@@ -265,14 +265,22 @@ def check_model(model_id: str | os.PathLike, revision: str | None = None, *, max
         >>> check_model("models/pneumonia_cnn")
         {'architecture': 'pneumonia_cnn', 'parameters': 18218, 'activations': 4390466}
     """
-    saved, _, _, shape_model, _ = _inspect(os.fspath(model_id), revision, max_parameters, max_activations)
-    return {"architecture": saved["architecture"], **check_budget(shape_model, max_parameters, max_activations)}
+    found = _inspect(os.fspath(model_id), revision, max_parameters, max_activations)
+    return {"architecture": found.saved["architecture"], **found.budget}
+
+
+class _Inspected(NamedTuple):
+    saved: dict[str, Any]            # the saved config (ours, or timm's "xcxr" section)
+    options: dict[str, Any]          # what create_model gets
+    overrides: dict[str, Any]        # loading overrides of the architecture (lib.models.registry)
+    shape_model: nn.Module           # the model built on the meta device
+    cfg_path: str                    # config.json's local path
+    budget: dict[str, int]           # its parameters and activations (lib.models.limits.check_budget)
 
 
 def _inspect(model_id: str, revision: str | None, max_parameters: int, max_activations: int
-             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], nn.Module, str]:
-    """``(saved config, options for create_model, loading overrides, the model built on the meta device, the
-    config file's local path)``."""
+             ) -> "_Inspected":
+    """Every check of a config that needs no weights (see :func:`load_model`)."""
     cfg_path = _fetch(model_id, CONFIG_NAME, revision)
     if os.path.getsize(cfg_path) > MAX_CONFIG_BYTES:
         raise ModelLoadError(f"{_shown(model_id)}: config.json is larger than {MAX_CONFIG_BYTES // 2**10} KB")
@@ -294,12 +302,12 @@ def _inspect(model_id: str, revision: str | None, max_parameters: int, max_activ
     try:
         with torch.device("meta"):  # shapes only: an oversized config costs nothing here
             shape_model = create_model(arch, **options)
-        check_budget(shape_model, max_parameters, max_activations)
+        budget = check_budget(shape_model, max_parameters, max_activations)
     except (XcxrError, TypeError, ValueError) as e:
         raise ModelLoadError(f"{_shown(model_id)}: config.json does not describe a valid {arch} ({e})") from e
     extras = {k: v for k, v in saved.items() if k not in accepted and k not in get_config(shape_model)}
     _check_extras(model_id, extras)
-    return saved, options, overrides, shape_model, cfg_path
+    return _Inspected(saved, options, overrides, shape_model, cfg_path, budget)
 
 
 def _shown(model_id: str) -> str:
@@ -313,9 +321,7 @@ def _shown(model_id: str) -> str:
 def _check_extras(model_id: str, extras: dict[str, Any]) -> None:
     """Keys of a saved config that are neither options nor derived: plain values, a threshold in [0, 1]."""
     for key, value in extras.items():
-        plain = value is None or isinstance(value, (bool, int, str)) or (
-            isinstance(value, float) and math.isfinite(value))
-        if not plain or (isinstance(value, str) and len(value) > 512):
+        if not is_plain(value, max_chars=512):
             raise ModelLoadError(f"{_shown(model_id)}: config.json key {key[:40]!r} holds a {type(value).__name__}; "
                                  "besides the architecture's options only short plain values are allowed")
     t = extras.get("threshold")

@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from ..errors import XcxrValueError
 
-__all__ = ["OPTION_LIMITS", "MAX_PARAMETERS", "MAX_ACTIVATIONS", "check_options", "check_budget", "Check"]
+__all__ = ["OPTION_LIMITS", "MAX_PARAMETERS", "MAX_ACTIVATIONS", "check_options", "check_budget", "is_plain", "Check"]
 
 #: Parameters a loaded model may have (50 M float32 = 200 MB).
 MAX_PARAMETERS = 50_000_000
@@ -150,14 +150,15 @@ def check_options(arch: str, options: Mapping[str, Any], extra: Mapping[str, Che
                 check(key, value)
             except XcxrValueError as e:
                 raise XcxrValueError(f"{arch}: {e}") from None
-        elif not _plain(value):
+        elif not is_plain(value):
             raise XcxrValueError(f"{arch}: option {key} = {str(value)[:60]!r} must be a number, a string of at "
                                  "most 256 characters, a bool or null (no bounds are declared for it)")
 
 
-def _plain(v: Any) -> bool:
+def is_plain(v: Any, max_chars: int = 256) -> bool:
+    """``None``, a bool, an int, a finite float or a string of at most ``max_chars`` characters."""
     return v is None or isinstance(v, (bool, int)) or (isinstance(v, float) and math.isfinite(v)) \
-        or (isinstance(v, str) and len(v) <= 256)
+        or (isinstance(v, str) and len(v) <= max_chars)
 
 
 def check_budget(model: nn.Module, max_parameters: int = MAX_PARAMETERS,
