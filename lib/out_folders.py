@@ -46,6 +46,9 @@ __all__ = ["OutFolderError", "FolderKind", "KINDS", "check_out_folder", "foreign
 IGNORED: frozenset[str] = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 _SHOWN = 5                 # entries named in a refusal
 _MARKER_MAX_BYTES = 64 << 20  # a marker larger than this is not read (and so not ours)
+#: The temporary file safetensors (>= 0.6, Rust ``tempfile``) writes beside a ``.safetensors`` before renaming it:
+#: a run killed mid-save leaves one behind (seen in CI: ``checkpoint/.tmp3zUoeH``).
+SAFETENSORS_TMP = ".tmp??????"
 
 
 class OutFolderError(XcxrValueError):
@@ -154,11 +157,12 @@ KINDS: dict[str, FolderKind] = {k.name: k for k in (
                # (metrics/history/train_args), lib.reporting.write_run_report (plots, model card README.md)
                ("config.json", "config.json.tmp", "model.safetensors", "model.safetensors.tmp", "README.md",
                 "metrics.json", "history.json", "train_args.json", "training_curves.png", "roc.png",
-                "confusion_matrix.png"),
+                "confusion_matrix.png", SAFETENSORS_TMP),
                (("checkpoint", ("checkpoint",)), ("predictions", ("predictions",))),
                _is_run, "train_args.json (or checkpoint/state.safetensors) with this project's training settings",
                "training run folders"),
-    FolderKind("checkpoint", "training checkpoint folder", ("state.safetensors", "state.safetensors.tmp")),
+    FolderKind("checkpoint", "training checkpoint folder", ("state.safetensors", "state.safetensors.tmp",
+                                                                  SAFETENSORS_TMP)),
     # lib.explain.ship_predictions (python -m train.predictions): a model's predictions on the app's splits
     FolderKind("predictions", "folder of shipped predictions", ("predictions-*.npz", "predictions-*.tmp*.npz")),
     FolderKind("sweep", "sweep folder (python -m train.sweep --out / --results)",

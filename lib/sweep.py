@@ -648,6 +648,6 @@ def export_results(out: Path, dest: Path, summary: Mapping[str, Any], bundle: Se
         target = dest / "best" / group
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(out / run, target, ignore=shutil.ignore_patterns(CHECKPOINT_DIR, "*.tmp"))
+        shutil.copytree(out / run, target, ignore=shutil.ignore_patterns(CHECKPOINT_DIR, "*.tmp", ".tmp*"))
         copied.append(target)
     return copied

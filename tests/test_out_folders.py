@@ -224,6 +224,42 @@ def test_a_run_killed_during_its_first_checkpoint_is_ours(tmp_path):
         check_out_folder(tmp_path / "run", "run")
 
 
+def test_a_run_killed_while_safetensors_writes_is_ours(tmp_path):
+    """safetensors writes ``.tmpXXXXXX`` beside the file and renames it: a SIGKILL in between leaves it (CI saw it)."""
+    import threading
+
+    import safetensors.torch
+    import torch
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.update(os.listdir(probe))
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for _ in range(10):
+        safetensors.torch.save_file({"w": torch.zeros(1000, 1000)}, str(probe / CHECKPOINT_FILE))
+    done.set()
+    watcher.join()
+    temporary = sorted(seen - {CHECKPOINT_FILE})
+    assert temporary, "safetensors no longer writes through a temporary file: drop SAFETENSORS_TMP"
+    run = tmp_path / "run"
+    (run / CHECKPOINT_DIR).mkdir(parents=True)
+    (run / CHECKPOINT_DIR / temporary[0]).write_bytes(b"partial")     # killed while writing checkpoint n
+    assert check_out_folder(run, "run") == "ours"                     # (the first: nothing else there yet)
+    args = {"model": "pneumonia_cnn", "data": "x", "out": str(run), "epochs": 9, "lr": 1e-3, "seed": 0}
+    safetensors.torch.save_file({"w": torch.zeros(1)}, str(run / CHECKPOINT_DIR / CHECKPOINT_FILE),
+                                metadata={"meta": json.dumps({"args": args})})      # checkpoint n - 1
+    (run / temporary[-1]).write_bytes(b"partial")      # save_model's model.safetensors goes the same way
+    assert check_out_folder(run, "run") == "ours"
+    (run / ".tmp_not_ours.txt").write_bytes(b"?")
+    with pytest.raises(OutFolderError, match="tmp_not_ours"):
+        check_out_folder(run, "run")
+
+
 def test_the_kinds_list_the_names_the_writers_use():
     from lib.models.hub import CONFIG_NAME, WEIGHTS_NAME
     run = KINDS["run"]

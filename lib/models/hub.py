@@ -50,7 +50,7 @@ WEIGHTS_NAME = "model.safetensors"
 #: parameter budget (:data:`~lib.models.limits.MAX_PARAMETERS`, 50 M) in float32.
 MAX_WEIGHTS_BYTES = 200 * 2**20
 #: Files of a run folder that are not for the Hub (training state).
-PRIVATE_PATTERNS = ["checkpoint/*", "checkpoint/**", "*.tmp", "train_args.lock"]
+PRIVATE_PATTERNS = ["checkpoint/*", "checkpoint/**", "*.tmp", ".tmp*", "train_args.lock"]
 
 
 class ModelLoadError(XcxrError, RuntimeError):
