@@ -8,6 +8,8 @@ what to wire across tabs:
 * ``on_link``: ``(fn, outputs)``; ``fn(query params: dict[str, str])`` runs on page load and updates ``outputs``
   (the Outcomes tab reads ``outcome``, ``index``…). ``link_extras``: the ``(param, component)`` pairs the copy
   button writes back into the link for this tab.
+* ``link_reads``: further parameters ``on_link`` reads; ``result_id``: the element a deep link scrolls into view.
+  Link parameters are read through :class:`space.links.LinkParams` (bad values → a warning toast).
 * ``on_open``: ``(fn, inputs, outputs)`` run when the tab is opened (a click or a deep link), so it is never empty;
   ``on_load``: steps run in order once the page has loaded (the Classify tab's first classification).
 
@@ -59,6 +61,11 @@ class TabSpec:
     on_load: list[Step] = field(default_factory=list)
     on_link: tuple[Callable[[dict], Any], list] | None = None
     link_extras: list[tuple[str, Any]] = field(default_factory=list)
+    #: query parameters ``on_link`` reads besides those of ``link_extras`` (e.g. ``image``), so the app does not
+    #: call them unknown
+    link_reads: list[str] = field(default_factory=list)
+    #: ``elem_id`` of the element a deep link scrolls into view once the tab's result is computed
+    result_id: str | None = None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from .attribution import attribute, list_methods
 from .feature_maps import FeatureStage, default_stages, feature_map_grid, feature_maps, feature_maps_figure
 from .figures import gradcam_figure, saliency_outcomes_figure
 from .filters import filter_grid, filter_summary, filter_weights
-from .overlay import colorize, overlay, overlay_figure, to_png_bytes
+from .overlay import DIVERGING, colorize, overlay, overlay_figure, symmetric_limits, to_png_bytes, with_colorbar
 from .outcomes import (Outcomes, Predictions, clear_prediction_cache, image_ids, outcomes, predict_split,
                        ship_predictions, threshold_presets)
 from .trust import (PerturbationResult, curve_auc, deletion_insertion, model_randomisation, perturbation_curves,
@@ -29,7 +29,8 @@ __all__ = [
     # Captum methods, one calling convention (attribution.py)
     "attribute", "list_methods",
     # overlays and figures
-    "overlay", "overlay_figure", "colorize", "to_png_bytes", "gradcam_figure", "saliency_outcomes_figure",
+    "overlay", "overlay_figure", "colorize", "to_png_bytes", "with_colorbar", "symmetric_limits", "DIVERGING",
+    "gradcam_figure", "saliency_outcomes_figure",
     # filters and feature maps
     "filter_grid", "filter_summary", "filter_weights", "feature_maps", "feature_map_grid", "feature_maps_figure",
     "default_stages", "FeatureStage",

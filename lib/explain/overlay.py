@@ -33,7 +33,12 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from ..errors import XcxrTypeError, XcxrValueError
 
-__all__ = ["overlay", "overlay_figure", "to_png_bytes", "colorize", "as_grey_uint8", "as_heatmap"]
+__all__ = ["overlay", "overlay_figure", "to_png_bytes", "colorize", "as_grey_uint8", "as_heatmap", "with_colorbar",
+           "symmetric_limits", "DIVERGING"]
+
+#: The colour map of signed maps (evidence for and against): blue < 0 < red, white at 0 when the limits are
+#: symmetric (:func:`symmetric_limits`). A rainbow map ("jet") puts 0 at green, which reads as "some evidence".
+DIVERGING = "RdBu_r"
 
 _EPS = 1e-12
 
@@ -160,6 +165,94 @@ def overlay_figure(grey_uint8: Any, heatmap: Any, cmap: str | mcolors.Colormap =
         if colorbar_label:
             cb.set_label(colorbar_label, fontsize=8)
     return fig
+
+
+def symmetric_limits(*maps: Any) -> tuple[float, float]:
+    """``(-m, m)`` with ``m`` the largest ``|value|`` of ``maps``: the limits that put 0 at a diverging map's centre.
+
+    Example:
+        >>> symmetric_limits(np.array([-0.2, 0.5]), np.array([0.1]))
+        (-0.5, 0.5)
+    """
+    def largest(h: Any) -> float:
+        a = h.detach().cpu().double().numpy() if isinstance(h, torch.Tensor) else np.asarray(h, dtype=np.float64)
+        return float(np.abs(np.nan_to_num(a)).max()) if a.size else 0.0
+    m = max((largest(h) for h in maps), default=0.0)
+    m = m if m > _EPS else 1.0
+    return -m, m
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)   # Pillow ≥ 10.1: a scalable font, no file needed
+    except TypeError:  # an older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def with_colorbar(rgb: Any, vmin: float, vmax: float, cmap: str | mcolors.Colormap = "jet", label: str = "",
+                  ticks: int = 5, fmt: str = "{:.3g}") -> np.ndarray:
+    """An RGB image with a vertical colour bar (tick values, optional label) appended on its right.
+
+    The bar is what makes a heatmap readable: which colour is which value, and on which scale (the same
+    ``vmin``/``vmax`` as the :func:`overlay` call that drew ``rgb``). It is drawn into the pixels, so a downloaded
+    PNG keeps it.
+
+    Args:
+        rgb: ``uint8 (H, W, 3)``, e.g. from :func:`overlay`.
+        vmin, vmax: the values at the colour map's ends.
+        cmap: the colour map used for ``rgb``.
+        label: a short text written along the bar (e.g. ``"Grad-CAM, shared scale"``).
+        ticks: number of tick values (≥ 2), evenly spaced from ``vmin`` to ``vmax``.
+        fmt: the format of the tick values.
+
+    Returns:
+        ``uint8 (H, W + bar, 3)``: the image unchanged on the left, the bar on a white strip on the right.
+
+    Example:
+        >>> img = with_colorbar(np.zeros((224, 224, 3), np.uint8), 0.0, 1.0, "jet", label="fraction of max")
+        >>> img.shape[0], img.shape[1] > 224, bool((img[:, :224] == 0).all())
+        (224, True, True)
+    """
+    from PIL import Image, ImageDraw
+
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise XcxrTypeError(f"rgb must be a uint8 array (H, W, 3), got {a.dtype} {a.shape}")
+    lo, hi = float(vmin), float(vmax)
+    if not hi >= lo:
+        raise XcxrValueError(f"vmax must be ≥ vmin, got vmin={lo}, vmax={hi}")
+    if int(ticks) < 2:
+        raise XcxrValueError(f"ticks must be ≥ 2, got {ticks}")
+    h = a.shape[0]
+    size = max(9, min(16, h // 18))                    # font size: readable at 224 px, not huge at 1024
+    font = _font(size)
+    pad = max(4, size // 2)
+    top, bottom = pad + size // 2, h - pad - size // 2  # room for the end labels
+    bar_h = max(2, bottom - top)
+    bar_w = max(8, h // 22)
+    values = np.linspace(hi, lo, int(ticks))
+    texts = [fmt.format(v) for v in values]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(int(probe.textlength(t, font=font)) for t in texts)
+    label_w = (size + pad) if label else 0
+    width = pad + bar_w + 3 + text_w + pad + label_w
+    strip = Image.new("RGB", (width, h), "white")
+    draw = ImageDraw.Draw(strip)
+    colours = _cmap(cmap)(np.linspace(1.0, 0.0, bar_h))[:, :3]    # top = vmax
+    column = np.clip(np.round(colours * 255), 0, 255).astype(np.uint8)
+    strip.paste(Image.fromarray(np.repeat(column[:, None, :], bar_w, axis=1)), (pad, top))
+    draw.rectangle([pad - 1, top - 1, pad + bar_w, top + bar_h], outline=(60, 60, 60))
+    for v, t in zip(values, texts):
+        y = top + (0 if hi == lo else (hi - v) / (hi - lo) * (bar_h - 1))
+        draw.line([pad + bar_w, y, pad + bar_w + 2, y], fill=(60, 60, 60))
+        draw.text((pad + bar_w + 3, y), t, fill=(20, 20, 20), font=font, anchor="lm")
+    if label:
+        text = Image.new("RGB", (bar_h, size + 2), "white")
+        ImageDraw.Draw(text).text((bar_h // 2, (size + 2) // 2), label, fill=(20, 20, 20), font=font, anchor="mm")
+        strip.paste(text.rotate(90, expand=True), (width - label_w, top))
+    return np.concatenate([a, np.asarray(strip)], axis=1)
 
 
 def to_png_bytes(image: Figure | np.ndarray, dpi: int | None = None) -> bytes:
