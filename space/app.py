@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python space/app.py` (Spaces) puts space/ first on sys.path, not the repo root
@@ -41,13 +42,18 @@ import gradio as gr  # noqa: E402
 
 from lib.data.images import MAX_FILE_BYTES  # noqa: E402
 from lib.errors import XcxrError  # noqa: E402
+from lib.models import weights_revision  # noqa: E402
 from space import evaluation, fair_queue, gradio_patches, visitor_models  # noqa: E402
+from space.fair_queue import expensive_when  # noqa: E402
 from space.catalog import ModelCatalog  # noqa: E402
+from space.errors import public_text  # noqa: E402
 from space.context import TAB_IDS, AppContext, TabSpec  # noqa: E402
 from space.examples import ExampleSet  # noqa: E402
+from space.links import LinkParams  # noqa: E402
 from space.tabs import classify, feature_maps, filters, heatmaps, outcomes, report, trust  # noqa: E402
 
-__all__ = ["build_app", "make_context", "main", "TAB_TITLES", "TAB_MODULES", "copy_link_js", "LANES"]
+__all__ = ["build_app", "make_context", "main", "TAB_TITLES", "TAB_MODULES", "copy_link_js", "LANES", "known_params",
+           "read_link"]
 
 log = logging.getLogger("space")
 
@@ -76,12 +82,13 @@ def make_context(models_dir: str = "models", runs_dir: str | None = None, hub_re
     return AppContext(catalog=catalog, examples=examples, visitors=visitor_models.VisitorModels())
 
 
-#: The "Copy link to this view" button's JS. Its inputs: the current tab id, then every model dropdown, every example
+#: The "Copy link to this view" button's JS. Its inputs: the current tab id, the models' revisions seen so far
+#: ({name: lib.models.weights_revision}), then every model dropdown, every example
 #: dropdown and every ``link_extras`` component of the tabs' specs, in that order; ``__LINK_SPEC__`` becomes the
 #: JSON of :func:`_link_spec`, which says which of those values belong to which tab (and, for the extras, to which
 #: parameter).
 _COPY_LINK_JS = """
-(tab, ...values) => {
+(tab, revs, ...values) => {
   const spec = __LINK_SPEC__;
   const own = (map, key) => Object.prototype.hasOwnProperty.call(map, key) ? map[key] : undefined;
   const has = (v) => v !== undefined && v !== null && v !== "";
@@ -96,6 +103,10 @@ _COPY_LINK_JS = """
   const mi = own(spec.model_owner, tab);
   const m = (mi !== undefined) ? models[mi] : models[0];
   if (has(m)) url.searchParams.set("model", String(m));
+  // the model's revision: a link opened after the model was retrained says so
+  if (has(m) && revs && typeof revs === "object" && has(own(revs, String(m)))) {
+    url.searchParams.set("rev", String(revs[String(m)]));
+  }
   // an example only for a tab that has an example dropdown of its own
   const ei = own(spec.example_owner, tab);
   if (ei !== undefined && has(examples[ei])) url.searchParams.set("example", String(examples[ei]));
@@ -108,8 +119,10 @@ _COPY_LINK_JS = """
 }
 """
 
-#: Query parameters the app itself writes; a tab's ``link_extras`` may not use them.
-_RESERVED_PARAMS = ("tab", "model", "example")
+#: Query parameters the app itself reads; a tab's ``link_extras`` may not use them. ``rev``: the model revision a
+#: link was written for (:func:`lib.models.weights_revision`); a link whose model has since been retrained opens
+#: with a warning saying so.
+_RESERVED_PARAMS = ("tab", "model", "example", "rev")
 
 
 def _link_extras(specs: dict[str, TabSpec]) -> tuple[list, dict[str, list[tuple[str, int]]]]:
@@ -171,10 +184,14 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             link = gr.Textbox(label="Link (copied to the clipboard)", interactive=False, scale=4)
         extra_components, extras = _link_extras(specs)
         spec = _link_spec(len(model_dds), len(example_dds), model_owner, example_owner, extras)
-        copy_inputs = [current_tab, *model_dds, *example_dds, *extra_components]
+        # the revision of every model shown so far ({name: rev}), written into copied links as rev=…
+        revs = gr.JSON({}, visible=False, label="model revisions")
+        copy_inputs = [current_tab, revs, *model_dds, *example_dds, *extra_components]
         copy.click(None, copy_inputs, link, js=copy_link_js(spec), api_visibility="private", queue=False)
         _wire_deep_links(demo, ctx, specs, tabs, current_tab, link_params, model_dds, example_dds)
+        _wire_revisions(demo, ctx, revs, model_dds)
         your_model.wire(demo)  # after the tabs: its outputs are their model dropdowns
+        _check_link_api(demo)
         # Opening a tab fills it with the current choices (heatmaps of the selected example, filters…).
         for tab_id, s in specs.items():
             if s.on_open is not None:
@@ -197,55 +214,208 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     return demo
 
 
+def known_params(specs: dict[str, TabSpec]) -> set[str]:
+    """Every query parameter some part of the app reads: ``tab``, ``model``, ``example`` and each tab's
+    ``link_extras`` and ``link_reads``."""
+    known = set(_RESERVED_PARAMS)
+    for s in specs.values():
+        known.update(p for p, _ in s.link_extras)
+        known.update(s.link_reads)
+    return known
+
+
+def read_link(ctx: AppContext, params: dict[str, str], known: set[str]) -> tuple[str | None, str | None, str | None,
+                                                                                 LinkParams]:
+    """``(tab, model, example, LinkParams)`` of a link's query parameters: each valid one, else ``None`` with a
+    problem recorded (an unknown tab, model or example, a parameter no tab reads)."""
+    p = LinkParams(params)
+    tab = p.choice("tab", TAB_IDS, what="tab", aliases={TAB_TITLES[t].lower(): t for t in TAB_IDS})
+    model = p.raw("model")
+    if model is not None and model not in ctx.catalog.names():
+        p.problem(f"unknown model {model[:80]!r} (this app offers: {', '.join(ctx.catalog.available()[:6])})")
+        model = None
+    elif model is not None and model not in ctx.catalog.available():
+        p.problem(f"model {model!r} cannot be loaded here at the moment; the default model is shown")
+        model = None
+    example = p.raw("example")
+    if example is not None and example not in ctx.examples:
+        p.problem(f"unknown example {example!r}; pick one from the list")
+        example = None
+    rev = p.raw("rev")
+    if rev is not None:
+        name = model or ctx.default_model
+        try:
+            now = weights_revision(ctx.model(name))
+        except XcxrError as e:
+            p.problem(f"the revision of {name!r} cannot be checked ({public_text(str(e))[:120]})")
+        else:
+            if now != rev:
+                p.problem(f"this link was written for revision {rev[:12]!r} of {name}; the app now has revision {now!r} "
+                          "(the model was retrained): what the link shows may have changed")
+    unknown = sorted(k for k in params if k not in known)
+    if unknown:
+        p.problem(f"unknown parameter(s) {', '.join(repr(k[:40]) for k in unknown[:5])} (ignored)")
+    return tab, model, example, p
+
+
+#: Scrolls the linked tab's result into view once a deep link has computed it ({tab id: the TabSpec's result_id}).
+_SCROLL_JS = """
+(tab) => {
+  const ids = __IDS__;
+  const id = Object.prototype.hasOwnProperty.call(ids, tab) ? ids[tab] : null;
+  const go = () => {
+    const el = id ? document.getElementById(id) : null;
+    if (el) { el.scrollIntoView({block: "start", behavior: "instant"}); }
+  };
+  // again once its images have loaded and the page above it has its final height
+  for (const ms of [0, 400, 1500]) { setTimeout(go, ms); }
+}
+"""
+
+
 def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, specs: dict[str, TabSpec], tabs: gr.Tabs,
                      current_tab: gr.Textbox, link_params: gr.State, model_dds: list, example_dds: list) -> None:
-    """On page load: select the linked tab, set every model/example dropdown, run the tabs' ``on_link`` handlers,
-    open the linked tab, then the first view (``on_load`` steps)."""
+    """On page load: select the linked tab, set every model/example dropdown (a bad link parameter is named in a
+    warning toast), run the tabs' ``on_link`` handlers, open the linked tab (its ``on_open``), scroll its result
+    into view, then the first view (``on_load`` steps)."""
     n_m, n_e = len(model_dds), len(example_dds)
+    known = known_params(specs)
 
     def on_load(request: gr.Request):
         params = dict(request.query_params) if request is not None else {}
-        tab = params.get("tab")
-        model = params.get("model")
-        example = params.get("example")
-        tab_up = gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
-        cur = tab if tab in TAB_IDS else gr.skip()
-        model_ok = bool(model) and model in ctx.catalog.names()
-        example_ok = bool(example) and example in ctx.examples
-        models = [gr.Dropdown(value=model) if model_ok else gr.skip() for _ in range(n_m)]
-        examples = [gr.Dropdown(value=example) if example_ok else gr.skip() for _ in range(n_e)]
-        notes = []
-        if model and not model_ok:
-            notes.append(f"unknown model {model!r}")
-        if example and not example_ok:
-            notes.append(f"unknown example {example!r}")
-        if notes:
-            gr.Warning("Link: " + "; ".join(notes))
+        tab, model, example, p = read_link(ctx, params, known)
+        p.warn()
+        tab_up = gr.Tabs(selected=tab) if tab else gr.skip()
+        cur = tab if tab else gr.skip()
+        models = [gr.Dropdown(value=model) if model else gr.skip() for _ in range(n_m)]
+        examples = [gr.Dropdown(value=example) if example else gr.skip() for _ in range(n_e)]
         return [tab_up, cur, params, *models, *examples]
 
+    # queued (a private event of the interactive lane): Gradio shows a warning toast only for queued events
     ev = demo.load(on_load, None, [tabs, current_tab, link_params, *model_dds, *example_dds],
-                   api_visibility="private", queue=False)
-    for s in specs.values():
-        if s.on_link is not None:
-            fn, outputs = s.on_link
-            ev = ev.then(fn, link_params, outputs, api_visibility="private")
-    # A deep link to a tab with an "open" action runs it once the dropdowns are set.
-    for tab_id, s in specs.items():
-        if s.on_open is None:
-            continue
-        fn, inputs, outputs = s.on_open
+                   api_visibility="private")
+    # Then two events for whatever tab is linked (not one per tab: a page load must stay well inside the fair
+    # queue's per-visitor limit): its on_link handler reads its parameters, then its on_open computes the view.
+    link_outputs = _union([s.on_link[1] for s in specs.values() if s.on_link is not None], "on_link outputs")
 
-        def when_linked(current, *args, _fn=fn, _tab=tab_id, _n=len(outputs) if isinstance(outputs, list) else 1):
-            if current != _tab:
-                return gr.skip() if _n == 1 else [gr.skip()] * _n
-            return _fn(*args)
+    def apply_link(current: str | None, params: dict | None):
+        out = [gr.skip()] * len(link_outputs)
+        spec = specs.get(current or "")
+        if not params or spec is None or spec.on_link is None:
+            return out
+        fn, outputs = spec.on_link
+        values = fn(dict(params))
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        for comp, value in zip(_as_list(outputs), values):
+            out[_index(link_outputs, comp)] = value
+        return out
 
-        ev.then(when_linked, [current_tab, *inputs], outputs, api_visibility="private")
+    # the tabs' "open" steps: inputs and outputs of all of them, each tab's own picked out by position
+    open_specs = {t: s.on_open for t, s in specs.items() if s.on_open is not None}
+    open_inputs = _union([i for _, i, _ in open_specs.values()], None)
+    open_outputs = _union([_as_list(o) for _, _, o in open_specs.values()], "on_open outputs")
+
+    def open_linked(current: str | None, *values):
+        out = [gr.skip()] * len(open_outputs)
+        step = open_specs.get(current or "")
+        if step is None:
+            return out
+        fn, inputs, outputs = step
+        result = fn(*[values[_index(open_inputs, c)] for c in inputs])  # as a click would, without a request
+        result = list(result) if isinstance(result, (list, tuple)) and isinstance(outputs, list) else [result]
+        for comp, value in zip(_as_list(outputs), result):
+            out[_index(open_outputs, comp)] = value
+        return out
+
+    # a link to an expensive tab (a whole split, the trust checks) queues in the expensive lane
+    expensive_when(current_tab, LINKED_EXPENSIVE)
+    def scroll_after(step: Any, tab_ids: set[str]) -> None:
+        ids = {t: s.result_id for t, s in specs.items() if s.result_id and t in tab_ids}
+        if ids:  # in the browser only: no request to the server
+            step.then(None, [current_tab], None, js=_SCROLL_JS.replace("__IDS__", json.dumps(ids, sort_keys=True)),
+                      api_visibility="private", queue=False)
+
+    step = ev
+    if link_outputs:
+        step = step.then(apply_link, [current_tab, link_params], link_outputs, api_visibility="private")
+        scroll_after(step, set(specs) - set(open_specs))  # a tab whose link handler computes the view itself
+    if open_outputs:
+        step = step.then(open_linked, [current_tab, *open_inputs], open_outputs, api_visibility="private")
+        scroll_after(step, set(open_specs))
     # The first view (the Classify tab classifies the default example), so the page is never empty.
     for s in specs.values():
         step = ev
         for fn, inputs, outputs in s.on_load:
             step = step.then(fn, inputs, outputs, api_visibility="private")
+
+
+#: Tabs whose deep link runs in the queue's expensive lane (a model over a whole split, the trust checks).
+LINKED_EXPENSIVE = ("outcomes", "report", "trust")
+
+
+def _as_list(components: Any) -> list:
+    return list(components) if isinstance(components, (list, tuple)) else [components]
+
+
+def _index(components: list, comp: Any) -> int:
+    return next(i for i, c in enumerate(components) if c is comp)
+
+
+def _union(groups: list, what: str | None) -> list:
+    """The components of ``groups`` in order, each once; ``what``: refuse a component listed by two groups (two
+    tabs may not both write one output)."""
+    out: list = []
+    for group in groups:
+        for comp in _as_list(group):
+            if any(c is comp for c in out):
+                if what is not None and sum(any(c is comp for c in _as_list(g)) for g in groups) > 1:
+                    raise ValueError(f"two tabs list the same component among their {what}: {comp!r}")
+                continue
+            out.append(comp)
+    return out
+
+
+#: The longest query string /check_link reads (a link is typed or pasted, never megabytes).
+MAX_QUERY_CHARS = 4000
+
+
+def _check_link_api(demo: gr.Blocks) -> None:
+    """``/check_link`` (API only): what opening a link with this query string would warn about (``[]``: it opens
+    what it says) — how ``python -m space.links check --app URL`` checks a course's links against a running app."""
+    from urllib.parse import parse_qsl
+
+    from space.links import check_query
+
+    def check_link(query: str) -> list[str]:
+        """The problems of a link's query string (``tab=outcomes&model=…``); [] when it opens what it says."""
+        query = str(query or "").lstrip("?")
+        if len(query) > MAX_QUERY_CHARS:
+            return [f"the query string is longer than {MAX_QUERY_CHARS} characters"]
+        return check_query(demo, dict(parse_qsl(query, keep_blank_values=True)))
+
+    gr.api(check_link, api_name="check_link", concurrency_id=EXPENSIVE, concurrency_limit=1)
+
+
+def _wire_revisions(demo: gr.Blocks, ctx: AppContext, revs: gr.JSON, model_dds: list) -> None:
+    """Keep ``revs`` ({model name: revision}) up to date with the models the dropdowns show: one listener for all
+    of them (a deep link sets every tab's dropdown at once), run at most once more while it runs."""
+    def add(known: dict | None, *names: str | None):
+        known = dict(known) if isinstance(known, dict) else {}
+        new = {n or ctx.default_model for n in names} - set(known) - {None}
+        if not new:
+            return gr.skip()
+        for name in sorted(new):
+            try:
+                known[name] = weights_revision(ctx.model(name))
+            except XcxrError:  # not loadable: the tab that shows it says why; its links carry no revision
+                continue
+        return known
+
+    if model_dds:  # .change also fires when a deep link sets a dropdown; load: the default model
+        # not queued: a deep link's page load queues enough already (space/fair_queue.py); the revision of a
+        # loaded model is a cached hash, and a model still loading is waited for off the event loop
+        gr.on([demo.load, *(dd.change for dd in model_dds)], add, [revs, *model_dds], revs,
+              api_visibility="private", show_progress="hidden", trigger_mode="always_last", queue=False)
 
 
 def _warm_up(ctx: AppContext) -> None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .visitor_models import VisitorModels
 
 __all__ = ["AppContext", "TabSpec", "ImageInputs", "image_inputs", "load_image", "model_choice", "example_choice",
-           "upload_choice", "discard_upload", "TAB_IDS", "FILE_TYPES"]
+           "example_label", "upload_choice", "discard_upload", "TAB_IDS", "FILE_TYPES"]
 
 log = logging.getLogger("space")
 
@@ -145,10 +145,20 @@ def upload_choice(label: str = f"Upload an X-ray (PNG, JPEG, DICOM, TIFF, WebP�
     return gr.File(label=label, file_types=FILE_TYPES, type="filepath", **kwargs)
 
 
-def example_choice(ctx: AppContext, label: str = "…or pick a bundled example (folder = true label)",
+def example_label(example_id: str) -> str:
+    """What the example dropdown shows for an id: the file name, then the true label (its folder) —
+    ``"person1071_virus_1774.jpeg (PNEUMONIA)"`` for ``"PNEUMONIA/person1071_virus_1774.jpeg"``."""
+    folder, _, name = example_id.rpartition("/")
+    return f"{name} ({folder})" if folder else name
+
+
+def example_choice(ctx: AppContext, label: str = "…or pick a bundled example (true label in brackets)",
                    value: str | None = None, **kwargs: Any) -> gr.Dropdown:
-    """An example dropdown over ``ctx.examples`` (ids like ``"PNEUMONIA/person1071_virus_1774.jpeg"``)."""
-    return gr.Dropdown(choices=list(ctx.examples), value=value, label=label, allow_custom_value=True, **kwargs)
+    """An example dropdown over ``ctx.examples``: it shows file names with the true label
+    (:func:`example_label`), its value is the example's id (``"PNEUMONIA/person1071_virus_1774.jpeg"``), the one
+    deep links, the API and :func:`load_image` use."""
+    choices = [(example_label(e), e) for e in ctx.examples]
+    return gr.Dropdown(choices=choices, value=value, label=label, allow_custom_value=True, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ each worker counts alone.
 Spoofing: a client can send its own ``X-Forwarded-For``. Behind a proxy that *appends* to the header instead of
 replacing it, set ``XCXR_TRUSTED_PROXY_HOPS=N`` to take the N-th address from the right (the one the N-th proxy saw).
 
-Settings (environment, read at import): ``XCXR_MAX_EVENTS_PER_SESSION`` (default 8), ``XCXR_MAX_EVENTS_PER_IP``
-(default 16; raise it for a class behind one NAT address), ``XCXR_UNREAD_GRACE_S`` (default 5),
+Settings (environment, read at import): ``XCXR_MAX_EVENTS_PER_SESSION`` (default 16), ``XCXR_MAX_EVENTS_PER_IP``
+(default 32; raise it for a class behind one NAT address), ``XCXR_UNREAD_GRACE_S`` (default 5),
 ``XCXR_TRUSTED_PROXY_HOPS`` (default 0 = the first address), ``XCXR_EXPENSIVE_NICE`` (default 10).
 
 Example::
@@ -101,13 +101,13 @@ def _env_number(name: str, default: float, cast: type = int) -> Any:
 
 
 #: Events one Gradio session (a browser tab, a ``gradio_client.Client``) may have queued or running at once. Not 2:
-#: one page load of this app queues up to 5 at once by itself (a deep link sets every tab's model dropdown, and each
-#: tab reacts; measured with Chromium, ``stats["most_held_session"]``), and a refused page-load event is an error
-#: toast for a student who did nothing wrong.
-MAX_EVENTS_PER_SESSION: int = _env_number("XCXR_MAX_EVENTS_PER_SESSION", 8)
-#: Events one client address may have queued or running at once, over all its sessions: two page loads at once.
-#: A class behind one NAT address shares it; raise it there (``XCXR_MAX_EVENTS_PER_IP``).
-MAX_EVENTS_PER_IP: int = _env_number("XCXR_MAX_EVENTS_PER_IP", 16)
+#: one page load of this app queues up to 9 at once by itself (a deep link with a model sets every tab's model
+#: dropdown and each tab clears and recomputes; a plain load peaks at 3 — measured in Chromium, 2026-11-30), and a
+#: refused page-load event is an error toast for a student who did nothing wrong.
+MAX_EVENTS_PER_SESSION: int = _env_number("XCXR_MAX_EVENTS_PER_SESSION", 16)
+#: Events one client address may have queued or running at once, over all its sessions: two deep-link page loads
+#: at once. A class behind one NAT address shares it; raise it there (``XCXR_MAX_EVENTS_PER_IP``).
+MAX_EVENTS_PER_IP: int = _env_number("XCXR_MAX_EVENTS_PER_IP", 32)
 #: Seconds a queued event may wait with nobody reading its session's stream before it is dropped unrun.
 UNREAD_GRACE_S: float = _env_number("XCXR_UNREAD_GRACE_S", 5.0, float)
 #: 0: the client address is the first ``X-Forwarded-For`` entry; N > 0: the N-th entry from the right.

@@ -18,12 +18,29 @@ Example (in a tab's ``on_link`` handler)::
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import gradio as gr
 
-__all__ = ["LinkParams", "TRUE", "FALSE", "MAX_VALUE_CHARS"]
+__all__ = ["LinkParams", "TRUE", "FALSE", "MAX_VALUE_CHARS", "collecting"]
+
+#: While set (:func:`collecting`), warnings are appended to this list instead of shown as toasts (the link checker).
+_COLLECT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("xcxr_link_problems", default=None)
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[str]]:
+    """Collect the warnings of :meth:`LinkParams.warn` (in this thread / context) into the yielded list, instead
+    of showing them in a page: how ``python -m space.links check`` learns what a visitor would be told."""
+    problems: list[str] = []
+    token = _COLLECT.set(problems)
+    try:
+        yield problems
+    finally:
+        _COLLECT.reset(token)
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -152,5 +169,145 @@ class LinkParams:
     def warn(self) -> None:
         """Show the problems as a warning toast in the page (nothing when there are none)."""
         text = self.message()
-        if text:
+        if not text:
+            return
+        sink = _COLLECT.get()
+        if sink is not None:
+            sink.append(text)
+        else:
             gr.Warning(text, duration=20)
+
+
+# ------------------------------------------------------------------------------------ checking links of a course
+def check_query(demo: Any, query: dict[str, str]) -> list[str]:
+    """What a visitor opening a link with ``query`` would be warned about, or the error they would see, computed
+    in process on the app ``demo`` (``space.app.build_app()``): the app's own link reading
+    (:func:`space.app.read_link`) and the linked tab's ``on_link`` handler. ``[]``: the link opens what it says."""
+    from .app import known_params, read_link
+
+    ctx, specs = demo.xcxr_context, demo.xcxr_tabs
+    if not query.get("tab"):
+        return ["no tab= parameter: the link opens the first tab"]
+    tab, _, _, params = read_link(ctx, query, known_params(specs))
+    problems = list(params.problems)
+    with collecting() as told:
+        spec = specs.get(tab or "")
+        if spec is not None and spec.on_link is not None:  # the linked tab reads its parameters, as in the app
+            try:
+                spec.on_link[0](dict(query))
+            except gr.Error as e:
+                problems.append(f"{tab} tab: {e.message}")
+    return problems + told
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def _check(paths: list[str], app: str | None) -> int:
+    from . import course
+
+    links = [lk for path in paths for sheet in course.sheets(path) for lk in course.links_in(sheet)]
+    for path in paths:  # the solutions' links are checked too
+        for sheet in course.sheets(path):
+            sol = course.solution_path(sheet)
+            if sol.is_file():
+                links += course.links_in(sol)
+    if not links:
+        print(f"no app links found in {', '.join(paths)}")
+        return 1
+    broken: list[str] = []
+    if app:
+        from gradio_client import Client
+
+        client = Client(app, verbose=False)
+        for lk in links:
+            query = "&".join(f"{k}={v}" for k, v in lk.query.items())
+            problems = client.predict(query, api_name="/check_link")
+            broken += [f"{lk.where()}: {lk.url}: {p}" for p in (problems or [])]
+    else:
+        import logging
+
+        from .app import build_app
+
+        logging.getLogger("space").setLevel(logging.WARNING)
+        demo = build_app()
+        demo.xcxr_context.catalog.wait_checked(60)
+        for lk in links:
+            broken += [f"{lk.where()}: {lk.url}: {p}" for p in check_query(demo, lk.query)]
+    _print_lines(broken)
+    where = f"against {app}" if app else "in process"
+    print(f"{len(links)} links checked {where}: {len(broken)} problem(s)", file=__import__("sys").stderr)
+    return 1 if broken else 0
+
+
+def _embedder() -> Any:
+    """Render a link's view as PNG bytes (heatmaps and outcome links), for questions marked ``embed``."""
+    from .app import make_context
+    from .course import render_view
+
+    ctx = make_context()
+
+    def embed(link: Any) -> bytes | None:
+        return render_view(ctx, link.query)
+    return embed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m space.links check|moodle|gift|notebooks …`` (see ``--help``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m space.links",
+                                 description="Check the app links of course sheets; export a sheet as a Moodle quiz "
+                                             "(XML or GIFT); write the sheets' notebooks.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="confirm that every app link of the sheets opens what it says; exit 1 with one "
+                                     "line per broken link")
+    c.add_argument("paths", nargs="+", help="sheets or folders of sheets (course/)")
+    c.add_argument("--app", help="check against this running app (its /check_link API) instead of in process")
+    m = sub.add_parser("moodle", help="print a sheet's questions as Moodle XML (Question bank → Import → Moodle XML)")
+    m.add_argument("sheet")
+    m.add_argument("--app", help="the address students open (your Space); default the local app")
+    m.add_argument("--no-images", action="store_true", help="do not embed the views of 'embed' questions")
+    g = sub.add_parser("gift", help="print a sheet's questions in Moodle's GIFT format")
+    g.add_argument("sheet")
+    g.add_argument("--app", help="the address students open (your Space); default the local app")
+    n = sub.add_parser("notebooks", help="write course/notebooks/<sheet>.ipynb from each sheet (--check: only say "
+                                         "which are out of date)")
+    n.add_argument("paths", nargs="*", default=["course"])
+    n.add_argument("--check", action="store_true")
+    a = ap.parse_args(argv)
+    from . import course
+
+    try:
+        if a.command == "check":
+            return _check(a.paths, a.app)
+        if a.command == "moodle":
+            embed = None if a.no_images else _embedder()
+            print(course.moodle_xml(a.sheet, a.app, embed), end="")
+            return 0
+        if a.command == "gift":
+            print(course.gift(a.sheet, a.app), end="")
+            return 0
+        stale = []
+        for path in a.paths:
+            for sheet in course.sheets(path):
+                target = sheet.parent / "notebooks" / (sheet.stem + ".ipynb")
+                text = course.notebook_text(sheet)
+                if target.is_file() and target.read_text(encoding="utf-8") == text:
+                    continue
+                stale.append(str(target))
+                if not a.check:
+                    target.parent.mkdir(exist_ok=True)
+                    target.write_text(text, encoding="utf-8")
+        verb = "out of date" if a.check else "written"
+        print("\n".join(f"{s} {verb}" for s in stale) or "notebooks up to date")
+        return 1 if (stale and a.check) else 0
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=__import__("sys").stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -79,9 +79,9 @@ def test_classify_by_example_id(client, model):
     assert got["PNEUMONIA"] == pytest.approx(_lib_probs(model, PNEU[1])["PNEUMONIA"], abs=1e-6)
 
 
-@pytest.mark.parametrize("relu,scale", [(True, "per map"), (False, "shared (both classes)")])
+@pytest.mark.parametrize("relu,scale", [(True, "per_map"), (False, "shared")])
 def test_heatmaps_equal_lib_overlays(client, model, relu, scale):
-    from space.tabs.heatmaps import overlay_limits
+    from space.tabs.heatmaps import SALIENCY_CMAP, gradcam_cmap, overlay_limits
 
     path = PNEU[0]
     layer = "features.1"
@@ -89,48 +89,63 @@ def test_heatmaps_equal_lib_overlays(client, model, relu, scale):
                          api_name="/heatmaps")
     normal, pneumonia, sal, caption = out
     grey = load_grey(path, get_config(model)["img_size"])
+    size = grey.shape[1]
     mode, vmin, vmax = overlay_limits(scale, relu)
     x = prepare(model, torch.from_numpy(grey))
     maps = gradcam(model, x, None, layer, relu=relu, upsample="bilinear", normalise=mode)[0].numpy()
     for got, c in ((normal, 0), (pneumonia, 1)):
-        want = overlay(grey, maps[c], "jet", 0.5, vmin, vmax)
-        diff = np.abs(_png(got).astype(int) - want.astype(int))
+        want = overlay(grey, maps[c], gradcam_cmap(relu), 0.5, vmin, vmax)
+        img = _png(got)
+        assert img.shape[1] > size  # the colour bar, drawn beside the map
+        diff = np.abs(img[:, :size].astype(int) - want.astype(int))
         assert diff.max() <= 1, (c, diff.max())
     # the saliency panel: the predicted class's map on its own [0, max] scale
     p = float(predict_proba(model, torch.from_numpy(grey)[None, None])[0])
     target = int(p >= get_config(model)["threshold"])
     s = attribute(model, x, target, method="saliency")[0, 0].numpy()
-    want = overlay(grey, s, "jet", 0.5, 0.0, float(s.max()))
-    assert np.abs(_png(sal).astype(int) - want.astype(int)).max() <= 1
+    want = overlay(grey, s, SALIENCY_CMAP, 0.5, 0.0, float(s.max()))
+    assert np.abs(_png(sal)[:, :size].astype(int) - want.astype(int)).max() <= 1
     assert "logit" in caption and "segmentation" in caption
 
 
 def test_heatmaps_default_layer_and_bad_option(client):
     out = client.predict(None, MODEL, api_name="/heatmaps", example="NORMAL/" + NORM[0].name)
-    assert _png(out[0]).shape == (224, 224, 3)
+    img = _png(out[0])
+    assert img.shape[0] == 224 and img.shape[1] > 224  # the map at the model's size, its colour bar beside it
     with pytest.raises(AppError, match="layer"):
         client.predict(None, MODEL, "no.such.layer", api_name="/heatmaps", example="NORMAL/" + NORM[0].name)
 
 
 def test_filters_equal_lib(client, app):
-    from space.tabs.filters import default_models
+    from lib.explain.filters import filter_panel
+    from space.tabs.filters import MARGIN, default_models, panel_title
     gallery, text = client.predict("common", api_name="/filters")
     names = default_models(app.xcxr_context.catalog.available())
     assert len(gallery) == len(names) and not [n for n in names if n.startswith("run:")]
-    want = filter_grid(app.xcxr_context.catalog.get(names[0]), scale="common")
+    model = app.xcxr_context.catalog.get(names[0])
+    # the panel is the lib's filter grid with the model, its training and the layer drawn above it
+    want = filter_panel(model, scale="common", title=panel_title(names[0], model), margin=MARGIN)
     assert np.array_equal(_png(gallery[0]["image"]), want)
-    assert "scratch" in gallery[0]["caption"] or "pretrained" in gallery[0]["caption"]
+    grid = filter_grid(model, scale="common")
+    assert want.shape[0] > grid.shape[0] and want.shape[1] >= grid.shape[1]
 
 
 def test_feature_maps_equal_lib(client, model):
+    from lib.explain.feature_maps import feature_map_tiles
+    from space.tabs.feature_maps import MARGIN, TILE
     path = NORM[1]
     gallery = client.predict(handle_file(str(path)), MODEL, 4, "shared", None, api_name="/feature_maps")
     grey = load_grey(path, get_config(model)["img_size"])
     stages = feature_maps(model, prepare(model, torch.from_numpy(grey)), top_k=4)
-    assert len(gallery) == len(stages)
-    for item, st in zip(gallery, stages):
-        assert np.array_equal(_png(item["image"]), feature_map_grid(st.maps, scale="shared"))
-        assert st.name in item["caption"]
+    tiles = feature_map_tiles(stages, scale="shared", tile=TILE, margin=MARGIN)
+    assert len(gallery) == sum(len(st.channels) for st in stages) == len(tiles)  # one tile per channel
+    for item, (tile, caption) in zip(gallery, tiles):
+        assert np.array_equal(_png(item["image"]), tile)
+    assert [c for _, c in tiles][:2] == [f"stage 1 · {stages[0].name} · ch {ch}" for ch in stages[0].channels[:2]]
+    # the map inside a tile is the stage's map, nearest-enlarged on the stage's shared scale (as feature_map_grid)
+    assert tiles[0][0].shape[1] == TILE and tiles[0][0].shape[0] > TILE
+    grid = feature_map_grid(stages[0].maps[:1], scale="per_map", tile=TILE)
+    assert np.array_equal(feature_map_tiles(stages[:1], scale="per_map", tile=TILE, captions=False)[0][0], grid)
 
 
 # --- robustness: bad uploads are errors, the next request works ---------------------------------------------------
@@ -366,7 +381,7 @@ def test_every_saliency_method_runs_and_leaves_no_hooks(client, model):
     ex = "PNEUMONIA/" + PNEU[3].name
     for method in SALIENCY_METHODS:
         out = client.predict(None, MODEL, api_name="/heatmaps", method=method, example=ex)
-        assert _png(out[2]).shape == (224, 224, 3), method
+        assert _png(out[2]).shape[0] == 224 and _png(out[2]).shape[1] > 224, method  # the map and its colour bar
         assert method in out[3]
     client.predict(None, MODEL, 4, "per_map", ex, api_name="/feature_maps")
     assert _hook_count(model) == before == 0
@@ -411,11 +426,13 @@ def test_catalog_runs_hub_and_broken_models(tmp_path, monkeypatch):
     # the Filters tab shows every available model side by side, labelled
     ctx = AppContext(cat, ExampleSet())
     items, text = filter_panels(ctx, "common")  # training runs are not drawn until chosen (a sweep leaves dozens)
-    assert [c for _, c in items] == [f"{n} — trained from scratch" for n in cat.names()[:len(bundled)]] + [
-        "study:study9/small/cnn — trained from scratch"]
+    shown = [line.split("`")[1] for line in text.splitlines() if line.startswith("- `")]  # one line per panel
+    assert shown == cat.names()[:len(bundled)] + ["study:study9/small/cnn"] and len(items) == len(shown)
+    assert all(f"- `{n}` (trained from scratch)" in text for n in shown)
     assert "Where is the ImageNet-pretrained ResNet18?" in text   # none listed: the tab says what it would show
     items, text = filter_panels(ctx, "common", [MODEL, "run:exp1/resnet"])
-    assert [c for _, c in items] == [f"{MODEL} — trained from scratch", "run:exp1/resnet — trained from scratch"]
+    assert len(items) == 2 and f"- `{MODEL}` (trained from scratch)" in text
+    assert "- `run:exp1/resnet` (trained from scratch)" in text
     with pytest.raises(Exception, match="not available: run:broken"):
         filter_panels(ctx, "common", ["run:broken"])
     monkeypatch.setenv("XCXR_HUB_MODELS", "a/b, c/d ,")

@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from lib.data import load_split
 from lib.errors import XcxrError
 from lib.explain import gradcam_figure, outcomes, predict_split, saliency_outcomes_figure
+from lib.explain.figures import pick_rows
 from lib.metrics.plots import save_figure
 from lib.models import get_config, load_model
 from lib.out_folders import check_out_folder
@@ -40,11 +39,7 @@ def render(model_id: str, data: str, out: Path, split: str | None = None, per_cl
     model = load_model(model_id)
     cfg = get_config(model)
     ds = load_split(data, split, cfg["img_size"], progress=False)
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for c in range(len(ds.classes)):
-        idx = (ds.labels == c).nonzero().flatten()
-        rows += idx[torch.randperm(len(idx), generator=g)[:per_class]].tolist()
+    rows = pick_rows(ds.labels, per_class, seed, n_classes=len(ds.classes))  # the app's Heatmaps grid draws the same
     out.mkdir(parents=True, exist_ok=True)
     about = {"model": str(model_id), "data": str(data), "split": split, "per_class": per_class, "seed": seed,
              "method": method, "files": []}

@@ -26,6 +26,7 @@ Example:
     >>> [(s.name, tuple(s.maps.shape)) for s in feature_maps(m, x, top_k=4)]
     [('features.0', (4, 32, 32)), ('features.1', (4, 16, 16)), ('features.2', (4, 8, 8))]
     >>> grid = feature_map_grid(feature_maps(m, x)[0].maps)      # uint8 RGB tiles
+    >>> tiles = feature_map_tiles(feature_maps(m, x), tile=224)   # one captioned image per channel
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ from ..models.layers import get_config, get_layer
 from .core import capture, explaining
 from ..errors import XcxrTypeError, XcxrValueError
 
-__all__ = ["feature_maps", "default_stages", "feature_map_grid", "feature_maps_figure", "FeatureStage"]
+__all__ = ["feature_maps", "default_stages", "feature_map_grid", "feature_map_tiles", "feature_maps_figure",
+           "FeatureStage"]
 
 _SCALES = ("per_map", "shared")
 _EPS = 1e-12
@@ -168,6 +170,56 @@ def feature_map_grid(maps: torch.Tensor, ncols: int | None = None, scale: str = 
         r, c = divmod(i, ncols)
         out[r * (tile + gap):r * (tile + gap) + tile, c * (tile + gap):c * (tile + gap) + tile] = rgb[i]
     return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+
+
+def feature_map_tiles(stages: Sequence[FeatureStage], scale: str = "per_map", cmap: str = "viridis",
+                      tile: int = 224, captions: bool = True, margin: int = 0) -> list[tuple[np.ndarray, str]]:
+    """One image per channel, stage after stage (strongest channel first): ``[(uint8 RGB, caption)]``.
+
+    Each map is enlarged to ``tile × tile`` pixels with **nearest** neighbours, as in :func:`feature_map_grid`, and
+    coloured with the same rules: ``scale="per_map"`` stretches each map to its own min–max, ``"shared"`` uses one
+    min–max per stage (over its kept channels), so brightness compares channels of a stage. The caption
+    (``"stage 2 · features.1 · ch 17"``) is drawn on a white band above the map when ``captions`` is true
+    (:func:`lib.explain.filters.with_title`), so it never covers the map and a downloaded tile still says what it
+    is; ``margin`` adds blank pixels above it (room for a label a viewer lays over the top-left corner). A 1-D stage
+    (fully connected units) gives one bar chart of its top-k units instead (``"stage 1 · layers.0 · units 3, 17,
+    …"``).
+
+    Example:
+        >>> tiles = feature_map_tiles(feature_maps(m, x, top_k=4), tile=224)
+        >>> len(tiles), tiles[0][1], tiles[0][0].shape[1]
+        (12, 'stage 1 · features.0 · ch 5', 224)
+    """
+    from .filters import with_title
+
+    if scale not in _SCALES:
+        raise XcxrValueError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
+        raise XcxrValueError(f"tile must be an int ≥ 8, got {tile!r}")
+    out: list[tuple[np.ndarray, str]] = []
+    for i, st in enumerate(stages):
+        maps = torch.as_tensor(st.maps).detach().float().cpu()
+        if maps.ndim == 1:
+            units = ", ".join(str(c) for c in st.channels[:6]) + (", …" if len(st.channels) > 6 else "")
+            text = f"stage {i + 1} · {st.name} · units {units}"
+            bars = _bars(maps, tile // 2)
+            out.append((with_title(bars, text, size=max(10, tile // 14), margin=margin) if captions else bars, text))
+            continue
+        if maps.ndim != 3 or len(maps) == 0:
+            raise XcxrValueError(f"stage {st.name!r}: maps must have shape (k, h, w) or (k,), got {tuple(maps.shape)}")
+        big = F.interpolate(maps[:, None], size=(tile, tile), mode="nearest")[:, 0]
+        if scale == "per_map":
+            lo = big.flatten(1).amin(1)[:, None, None]
+            hi = big.flatten(1).amax(1)[:, None, None]
+        else:
+            lo, hi = big.min(), big.max()
+        u = ((big - lo) / (hi - lo).clamp_min(_EPS)).clamp(0, 1).numpy()
+        rgb = np.clip(np.round(matplotlib.colormaps[cmap](u)[..., :3] * 255), 0, 255).astype(np.uint8)
+        for j, ch in enumerate(st.channels):
+            text = f"stage {i + 1} · {st.name} · ch {ch}"
+            out.append((with_title(rgb[j], text, size=max(10, tile // 14), margin=margin) if captions else rgb[j],
+                        text))
+    return out
 
 
 def _bars(values: torch.Tensor, tile: int) -> np.ndarray:

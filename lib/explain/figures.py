@@ -39,7 +39,7 @@ from .gradcam import gradcam
 from .overlay import as_grey_uint8, overlay
 from ..errors import XcxrTypeError, XcxrValueError
 
-__all__ = ["gradcam_figure", "saliency_outcomes_figure", "OUTCOMES"]
+__all__ = ["gradcam_figure", "saliency_outcomes_figure", "pick_rows", "OUTCOMES"]
 
 #: The four outcomes of :func:`saliency_outcomes_figure`, in display order.
 OUTCOMES: tuple[str, ...] = ("TP", "TN", "FP", "FN")
@@ -56,6 +56,43 @@ def _as_uint8_batch(images: Any, name: str = "images") -> torch.Tensor:
     if t.ndim != 4 or t.shape[1] != 1 or len(t) == 0:
         raise XcxrValueError(f"{name} must have shape (N, 1, H, W) with N ≥ 1, got {tuple(t.shape)}")
     return t
+
+
+def pick_rows(labels: Any, per_class: int = 5, seed: int = 0, n_classes: int | None = None) -> list[int]:
+    """The images of the course figure: for each class in order, ``per_class`` indices drawn at random.
+
+    The draw is ``torch.randperm`` of each class's indices with one ``torch.Generator`` seeded with ``seed``, in
+    class order, so the same labels, ``per_class`` and ``seed`` give the same rows everywhere (``python -m
+    train.figures`` for the README's figure, the app's Heatmaps grid). A class with fewer images gives all of them.
+
+    Args:
+        labels: the class index of every image (a 1-D tensor, array or list), e.g. ``ImageSet.labels``.
+        per_class: images drawn per class (≥ 1).
+        seed: the generator's seed.
+        n_classes: the number of classes (default: the largest label + 1).
+
+    Returns:
+        Indices into ``labels``: class 0's rows first, then class 1's…
+
+    Example:
+        >>> rows = pick_rows(ds.labels, per_class=5, seed=0)     # the README's 10 × 2 figure
+        >>> fig = gradcam_figure(model, ds.images[rows], labels=ds.labels[rows].tolist())
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise XcxrValueError(f"per_class must be a whole number ≥ 1, got {per_class!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise XcxrValueError(f"seed must be a whole number, got {seed!r}")
+    y = torch.as_tensor(np.asarray(labels.tolist() if hasattr(labels, "tolist") else labels, dtype=np.int64))
+    if y.ndim != 1:
+        raise XcxrValueError(f"labels must be one class index per image (1-D), got shape {tuple(y.shape)}")
+    if n_classes is None:
+        n_classes = int(y.max()) + 1 if len(y) else 0
+    g = torch.Generator().manual_seed(seed)
+    rows: list[int] = []
+    for c in range(int(n_classes)):
+        idx = (y == c).nonzero().flatten()
+        rows += idx[torch.randperm(len(idx), generator=g)[:per_class]].tolist()
+    return rows
 
 
 @torch.no_grad()

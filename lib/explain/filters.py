@@ -17,6 +17,9 @@ Scales (diverging colour map, white = 0, red = positive, blue = negative with th
   common limit.
 * ``scale="per_filter"``: every kernel on its own ``±max|w|`` — shows each pattern, hides the magnitudes.
 
+Titles: :func:`filter_panel` is the grid with the model and the layer written above it (:func:`with_title`, drawn
+into the pixels, so a downloaded PNG still says what it shows), enlarged to a readable width.
+
 Example:
     >>> from lib.models import create_model
     >>> img = filter_grid(create_model("resnet18_pretrained", pretrained=False))    # R, G, B and Σ panels
@@ -26,8 +29,9 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import matplotlib
 import matplotlib.colors as mcolors
@@ -40,8 +44,9 @@ from matplotlib.figure import Figure
 
 from ..models.layers import first_layer, get_config
 from ..errors import XcxrTypeError, XcxrValueError
+from .overlay import _font as _default_font
 
-__all__ = ["filter_grid", "filter_weights", "filter_summary", "FilterView"]
+__all__ = ["filter_grid", "filter_weights", "filter_summary", "filter_panel", "with_title", "FilterView"]
 
 _SCALES = ("common", "per_filter")
 _EPS = 1e-12
@@ -193,3 +198,131 @@ def _figure(model: nn.Module, views: list[FilterView], panels: list[np.ndarray],
                  f"{'common, symmetric around 0' if scale == 'common' else 'per filter, symmetric around 0'}",
                  fontsize=9, wrap=True)
     return fig
+
+
+@functools.lru_cache(maxsize=64)
+def _font(size: int, bold: bool = False):
+    """DejaVu Sans (shipped with matplotlib: ×, Σ, ρ and · are in it) at ``size`` px; Pillow's default otherwise."""
+    from PIL import ImageFont
+
+    try:
+        from matplotlib import font_manager
+        path = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans",
+                                                                 weight="bold" if bold else "normal"),
+                                     fallback_to_default=True)
+        return ImageFont.truetype(path, size)
+    except (OSError, ValueError):
+        return _default_font(size)
+
+
+def with_title(rgb: np.ndarray, lines: str | Sequence[str], size: int = 16, min_size: int = 12,
+               width: int | None = None, margin: int = 0) -> np.ndarray:
+    """``rgb`` with text lines on a white band above it (the first line bold, the others grey).
+
+    The text is drawn into the pixels, so a downloaded image still says what it shows. A line wider than the image
+    is drawn smaller (down to ``min_size`` px), then the image is padded with white on both sides to fit it.
+
+    Args:
+        rgb: ``uint8 (H, W, 3)``.
+        lines: one line or several (empty lines are skipped).
+        size: font size in pixels of the first line (the others are 2 px smaller).
+        min_size: the smallest font size used to fit a long line (at most ``size``).
+        width: the width of the result (default: the image's, or wider when a line needs it).
+        margin: blank pixels above the text (room for a label a viewer lays over the image's top-left corner,
+            such as a Gradio gallery's).
+
+    Returns:
+        ``uint8 (band + H, W', 3)``, the image unchanged below the band (centred when padded).
+
+    Example:
+        >>> with_title(np.zeros((64, 64, 3), np.uint8), ["pneumonia_cnn", "features.0.conv1"]).shape[:2] > (64, 64)
+        True
+    """
+    from PIL import Image, ImageDraw
+
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise XcxrTypeError(f"rgb must be a uint8 array (H, W, 3), got {a.dtype} {a.shape}")
+    texts = [lines] if isinstance(lines, str) else [str(t) for t in lines]
+    texts = [t for t in texts if t]
+    if not texts:
+        return a
+    if int(margin) < 0:
+        raise XcxrValueError(f"margin must be ≥ 0, got {margin}")
+    if int(size) < 1 or int(min_size) < 1:
+        raise XcxrValueError(f"size and min_size must be ≥ 1, got size={size}, min_size={min_size}")
+    min_size = min(int(min_size), int(size))  # a small title is never drawn larger than asked
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad = max(3, size // 4)
+    target = max(int(width or 0), a.shape[1])
+    fonts, widths = [], []
+    for i, t in enumerate(texts):
+        s = max(int(min_size), int(size) - (2 if i else 0))
+        while s > min_size and probe.textlength(t, font=_font(s, i == 0)) > target - 2 * pad:
+            s -= 1
+        fonts.append(_font(s, i == 0))
+        widths.append(int(np.ceil(probe.textlength(t, font=fonts[-1]))))
+    out_w = max(target, max(widths) + 2 * pad)
+    heights = [int(f.size) + max(2, int(f.size) // 4) for f in fonts]
+    band = Image.new("RGB", (out_w, int(margin) + pad + sum(heights) + pad // 2), "white")
+    draw = ImageDraw.Draw(band)
+    y = int(margin) + pad
+    for i, (t, f, h) in enumerate(zip(texts, fonts, heights)):
+        draw.text((out_w // 2, y + h // 2), t, fill=(20, 20, 20) if i == 0 else (80, 80, 80), font=f, anchor="mm")
+        y += h
+    body = np.full((a.shape[0], out_w, 3), 255, np.uint8)
+    left = (out_w - a.shape[1]) // 2
+    body[:, left:left + a.shape[1]] = a
+    return np.concatenate([np.asarray(band), body], axis=0)
+
+
+def filter_panel(model: nn.Module, scale: str = "common", title: str | Sequence[str] | None = None,
+                 min_width: int = 256, max_filters: int = 64, margin: int = 0, **grid_kwargs) -> np.ndarray:
+    """:func:`filter_grid` enlarged to at least ``min_width`` pixels (nearest: one weight = one square), with the
+    model and the layer written above it (:func:`with_title`).
+
+    Args:
+        model: any zoo model.
+        scale: as in :func:`filter_grid`.
+        title: the first line(s); default the model's architecture. The layer line (``"layer features.0.conv1 ·
+            8 kernels 3×3"``) and, for multi-channel stems, the panels' order follow.
+        min_width: the grid's smallest width in pixels (the zoom is raised until it is reached; never lowered).
+        margin: blank pixels above the title (see :func:`with_title`).
+        max_filters, grid_kwargs: passed to :func:`filter_grid` (not ``zoom``, chosen here, nor ``as_figure``).
+
+    Returns:
+        ``uint8 (H, W, 3)`` RGB.
+
+    Example:
+        >>> filter_panel(create_model("pneumonia_cnn"), title="pneumonia_cnn (trained from scratch)").shape[1] >= 256
+        True
+    """
+    if "zoom" in grid_kwargs or "as_figure" in grid_kwargs:
+        raise XcxrValueError("filter_panel chooses the zoom and returns an array; call filter_grid for those options")
+    gap = int(grid_kwargs.get("gap", 1))
+    name, w = filter_weights(model)
+    n, c, kh, kw = w[:max_filters].shape
+    n_panels = len(_views(w[:max_filters], grid_kwargs.get("per_channel", True),
+                          grid_kwargs.get("include_channel_sum", True)))
+    ncols = math.ceil(math.sqrt(n))
+    zoom = max(1, 32 // max(kh, kw))
+
+    def width(z: int) -> int:
+        return n_panels * (ncols * (kw * z + gap) - gap) + (n_panels - 1) * (4 * gap if gap else 4)
+
+    while width(zoom) < min_width and zoom < 64:
+        zoom += 1
+    grid = filter_grid(model, scale=scale, max_filters=max_filters, zoom=zoom, **grid_kwargs)
+    cfg = get_config(model)
+    head = [title] if isinstance(title, str) else list(title or [str(cfg.get("architecture", "model"))])
+    if isinstance(first_layer(model)[1], nn.Linear):
+        layer = f"layer {name} · {min(n, len(w))} of {len(w)} rows as {kh}×{kw} images"
+    else:
+        layer = f"layer {name} · {len(w) if len(w) <= max_filters else f'{n} of {len(w)}'} kernels {kh}×{kw}"
+    lines = head + [layer]
+    if n_panels > 1:
+        names = [v.name.replace("channel ", "ch ").replace("Σ channels", "sum of channels")
+                 for v in _views(w[:max_filters], grid_kwargs.get("per_channel", True),
+                                 grid_kwargs.get("include_channel_sum", True))]
+        lines.append("panels, left to right: " + " | ".join(names))
+    return with_title(grid, lines, margin=margin)

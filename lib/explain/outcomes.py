@@ -56,7 +56,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..data.datasets import ImageSet
 from ..metrics import optimal_thresholds
-from ..models.layers import get_config
+from ..models.layers import get_config, hash_tensor, model_fingerprint
 from ..models.outputs import predict_proba
 from ..errors import XcxrKeyError, XcxrTypeError, XcxrValueError
 
@@ -158,23 +158,8 @@ class Outcomes:
 
 # --- fingerprints ---------------------------------------------------------------------------------------------
 
-def _hash_tensor(h: "hashlib._Hash", t: torch.Tensor) -> None:
-    t = t.detach()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    # bytes of the CPU copy; .contiguous() so that views hash like the tensor they show
-    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
-def _model_fingerprint(model: nn.Module) -> str:
-    cfg = get_config(model)
-    h = hashlib.blake2b(digest_size=16)
-    # what predict_proba depends on besides the weights: the preprocessing and the architecture
-    h.update(json.dumps([cfg.get("architecture"), cfg.get("mean"), cfg.get("std"), cfg.get("img_size"),
-                         cfg.get("num_classes")]).encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        _hash_tensor(h, t)
-    return h.hexdigest()
+_hash_tensor = hash_tensor
+_model_fingerprint = model_fingerprint
 
 
 def _pixels_fingerprint(images: torch.Tensor) -> str:

@@ -310,6 +310,15 @@ class PerturbationResult:
     random_curves: dict[str, np.ndarray]
     random_auc: dict[str, np.ndarray]
 
+    @property
+    def baseline_probability(self) -> np.ndarray:
+        """Probability of the explained class for the all-baseline image (e.g. the flat mean-grey one), per image
+        ``(B,)``: where insertion starts and deletion ends. A baseline is not neutral: a model may find a flat grey
+        image quite like one class, and then insertion starts high and deletion climbs back to it at the end."""
+        if "insertion" in self.curves:
+            return self.curves["insertion"][:, 0]
+        return self.curves["deletion"][:, -1]
+
     def summary(self) -> dict[str, float]:
         """Means over images: ``{"deletion_auc", "random_deletion_auc", "insertion_auc", …}``.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ _CRITERION_STYLE = {
 }
 
 
+#: Characters per line of a title passed in (wrapped beyond): what fits the figures' default widths.
+_TITLE_WIDTH = 38
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` wrapped at ``width`` characters, its own line breaks kept."""
+    return "\n".join(textwrap.fill(line, width=max(8, int(width))) or line for line in str(text).splitlines())
+
+
 def _new_axes(figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
@@ -60,6 +70,10 @@ def plot_roc(
     label: str | None = None,
     mark: Sequence[str] = ("f1", "gmean"),
     thresholds: Mapping[str, float] | None = None,
+    *,
+    mark_label: str = "{name}-optimal",
+    operating_points: Mapping[str, float] | None = None,
+    title: str | None = None,
 ) -> Figure:
     """ROC curve with its AUC and the optimal operating points marked.
 
@@ -81,6 +95,13 @@ def plot_roc(
         mark: criteria whose optimal points are marked; ``()`` for none.
         thresholds: ``{name: threshold}`` to mark instead of the optima of ``y_prob``; each legend
             entry reads ``"F1 (val) t=0.62 (label)"``.
+        mark_label: the legend text of the ``mark`` points, ``{name}`` being the criterion's name
+            (``"F1"``); e.g. ``"{name} best on this split (optimistic)"`` to tell them apart from a
+            threshold chosen on the validation split.
+        operating_points: ``{text: threshold}`` marked **in addition** to ``mark`` as filled
+            diamonds (e.g. the threshold in use, chosen on the validation split); legend
+            ``"text t=0.624"``.
+        title: the axis title (default ``"ROC curve"``, unless the axis has one); wrapped to fit.
 
     Returns:
         The figure holding ``ax``.
@@ -103,6 +124,9 @@ def plot_roc(
     if unknown:
         raise XcxrValueError(f"mark: unknown criterion {unknown}; allowed: {list(THRESHOLD_CRITERIA)}")
     given = {str(k): _check_threshold(v) for k, v in thresholds.items()} if thresholds is not None else None
+    extra = {str(k): _check_threshold(v) for k, v in (operating_points or {}).items()}
+    if "{name}" not in mark_label:
+        raise XcxrValueError(f"mark_label must contain '{{name}}' (the criterion's name), got {mark_label!r}")
     yt, yp = _check_inputs(y_true, y_prob)
     if not _both_classes(yt):
         raise XcxrValueError("plot_roc needs both classes in y_true: the ROC curve is undefined with one class")
@@ -128,7 +152,7 @@ def plot_roc(
             x, y = 1.0 - m["specificity"], m["recall"]
             style = _CRITERION_STYLE[name]
             ax.plot(x, y, linestyle="none", marker=style["marker"], ms=8, mfc="white", mec=color, mew=2,
-                    label=f"{style['name']}-optimal" + (f" ({label})" if label else ""), zorder=3)
+                    label=mark_label.format(name=style["name"]) + (f" ({label})" if label else ""), zorder=3)
             notes.setdefault(t, []).append(style["name"])
         for t, names in notes.items():
             m = _metrics(yt, yp, t)
@@ -137,6 +161,11 @@ def plot_roc(
             ax.annotate(f"{', '.join(names)} t={t:.3g}", (x, y), xytext=(8 if right else -8, -12 if y > 0.5 else 8),
                         textcoords="offset points", ha="left" if right else "right", fontsize=8, color=color)
 
+    for text, t in extra.items():
+        m = _metrics(yt, yp, t)
+        ax.plot(1.0 - m["specificity"], m["recall"], linestyle="none", marker="D", ms=7, color=color, mfc=color,
+                mec="black", mew=1, zorder=4, label=f"{text} t={t:.3g}")
+
     if not any(ln.get_gid() == "chance" for ln in ax.lines):
         ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", gid="chance", label="_chance")
     ax.set_xlim(-0.01, 1.01)
@@ -144,7 +173,9 @@ def plot_roc(
     ax.set_aspect("equal")
     ax.set_xlabel("False positive rate (1 - specificity)")
     ax.set_ylabel("True positive rate (sensitivity)")
-    if not ax.get_title():
+    if title is not None:
+        ax.set_title(_wrap(title, _TITLE_WIDTH))
+    elif not ax.get_title():
         ax.set_title("ROC curve")
     ax.legend(loc="lower right", fontsize=8)
     return fig
@@ -178,6 +209,7 @@ def plot_confusion_matrix(
     ax: Axes | None = None,
     *,
     show_row_percent: bool = True,
+    title_width: int = _TITLE_WIDTH,
 ) -> Figure:
     """Confusion matrix as a heat map with the counts written in each cell.
 
@@ -187,7 +219,8 @@ def plot_confusion_matrix(
     Args:
         cm: square matrix of counts (nested list or array).
         class_names: one name per row/column, negative class first.
-        title: axis title; ``None`` for "Confusion matrix".
+        title: axis title; ``None`` for "Confusion matrix". A long title is wrapped onto several
+            lines (at ``title_width`` characters), so it never runs past the figure.
         ax: draw into this axis; a new figure otherwise.
         show_row_percent: also write each count as a percentage of its true class (the row),
             so the diagonal shows specificity and sensitivity.
@@ -232,7 +265,7 @@ def plot_confusion_matrix(
     ax.set_yticks(ticks, labels=list(class_names), rotation=90, va="center")
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
-    ax.set_title("Confusion matrix" if title is None else title)
+    ax.set_title("Confusion matrix" if title is None else _wrap(title, title_width))
     return fig
 
 

@@ -21,7 +21,8 @@ from . import pneumonia_cnn, report, resnet  # noqa: F401  (registers the models
 from .base import XcxrModule
 from .hub import (MAX_WEIGHTS_BYTES, HubAuthError, ModelLoadError, check_model, download_model, folder_file,
                   load_model, model_file, push_folder, save_model)
-from .layers import conv_layers, count_parameters, first_layer, get_config, get_layer, target_layer
+from .layers import (conv_layers, count_parameters, first_layer, get_config, get_layer, model_fingerprint, target_layer,
+                     weights_revision)
 from .outputs import positive_probability, predict_proba
 from .pneumonia_cnn import ConvBlock, PneumoniaCNN
 from .registry import create_model, list_models, loading_overrides, model_options, register_model
@@ -33,5 +34,5 @@ __all__ = [
     "load_model", "check_model", "download_model", "MAX_WEIGHTS_BYTES", "folder_file", "model_file", "save_model",
     "push_folder", "ModelLoadError", "HubAuthError", "PretrainedWeightsUnavailable",
     "get_config", "get_layer", "target_layer", "first_layer", "conv_layers", "count_parameters", "eval_view",
-    "positive_probability", "predict_proba", "ConvBlock", "PneumoniaCNN",
+    "positive_probability", "predict_proba", "ConvBlock", "PneumoniaCNN", "model_fingerprint", "weights_revision",
 ]
