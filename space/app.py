@@ -11,11 +11,14 @@ Models: ``models/*`` (bundled), ``$XCXR_RUNS_DIR`` (default ``runs/``, folders w
 ``python -m train … --out``), Hub repos from ``$XCXR_HUB_MODELS`` (comma list) or ``space/hub_models.yaml``
 (tried only when ``HF_HUB_OFFLINE`` is unset).
 
-Deep links: ``/?tab=heatmaps&model=pneumonia_cnn&example=PNEUMONIA/person1071_virus_1774.jpeg`` opens that tab with
-that model and example (tab ids: classify, heatmaps, filters, feature_maps, outcomes, report, trust). Extra parameters
-(``outcome=FP&index=3``) are handed to the tabs that ask for them (see :mod:`space.context`). The "Copy link" button
-copies the link of the current view: the tab, its own model and example dropdowns, and the parameters in its
-:class:`space.context.TabSpec`'s ``link_extras`` (outcomes: split, threshold, outcome, index).
+Deep links: ``/?tab=heatmaps&model=pneumonia_cnn&example=PNEUMONIA/person1071_virus_1774.jpeg&scale=shared`` opens
+that tab with that model, example and setting (tab ids: classify, heatmaps, filters, feature_maps, outcomes, report,
+trust). :func:`read_link` reads ``tab``, ``model``, ``example`` and ``rev`` (the model revision the link was written
+for); the linked tab's ``on_link`` handler reads its own parameters (:class:`space.links.LinkParams`: a bad one is
+named in a warning toast), its ``on_open`` computes the view, and the page scrolls to its ``result_id``. The "Copy
+link" button copies the link of the current view: the tab, its own model (with its revision) and example dropdowns,
+and the parameters in its :class:`space.context.TabSpec`'s ``link_extras``. The parameters of every tab: README,
+"Deep links".
 
 Where things are: this file builds the page and wires what crosses tabs (deep links, the copy-link button, the
 first view); ``space/tabs/<tab>.py`` is one tab (``build(ctx) -> TabSpec``, its API endpoints); ``space/context.py``

@@ -46,7 +46,7 @@ from .links import LinkParams
 __all__ = ["data_root", "data_choices", "default_split", "load_data", "predict", "warm_up", "initial_threshold",
            "initial_threshold_spec", "presets_for", "preset_threshold", "preset_choice", "PRESET_LABELS", "BUNDLED",
            "ThresholdError", "parse_threshold", "threshold_text", "default_threshold_spec", "resolve_threshold",
-           "threshold_from_link", "split_from_link", "setting_key", "describe_threshold", "CHOSEN_ON_VALIDATION",
+           "threshold_from_link", "split_from_link", "setting_key", "describe_threshold", "spec_for", "CHOSEN_ON_VALIDATION",
            "BEST_ON_SPLIT", "load_split_call", "predict_call", "prediction_lines", "threshold_lines"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -420,3 +420,14 @@ def preset_choice(**kwargs: Any) -> gr.Radio:
     kwargs.setdefault("value", None)
     kwargs.setdefault("label", "Preset (chosen on validation)")
     return gr.Radio(choices=[(v, k) for k, v in PRESET_LABELS.items()], **kwargs)
+
+
+def spec_for(model: nn.Module, name: str, split: str, t: float, spec: str | None) -> str:
+    """What a link or a snippet writes for threshold ``t``: ``spec`` when it stands for ``t`` (a preset name of this
+    model, or the same number), else ``t`` as a number (:func:`threshold_text`)."""
+    try:
+        if spec and abs(resolve_threshold(model, name, split, spec)[0] - float(t)) <= 1e-9:
+            return threshold_text(spec)
+    except ThresholdError:
+        pass
+    return threshold_text(float(t))

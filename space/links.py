@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import gradio as gr
 
-__all__ = ["LinkParams", "TRUE", "FALSE", "MAX_VALUE_CHARS", "collecting"]
+__all__ = ["LinkParams", "TRUE", "FALSE", "MAX_VALUE_CHARS", "collecting", "link_pending", "check_query", "main"]
 
 #: While set (:func:`collecting`), warnings are appended to this list instead of shown as toasts (the link checker).
 _COLLECT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("xcxr_link_problems", default=None)
@@ -164,7 +164,8 @@ class LinkParams:
         if not self.problems:
             return ""
         where = f" ({self.tab} tab)" if self.tab else ""
-        return f"Link{where}: " + "; ".join(self.problems) + ". Those settings were left at their defaults."
+        return (f"Link{where}: " + "; ".join(self.problems) + ". Those parts use the defaults; the rest of the link "
+                "was applied.")
 
     def warn(self) -> None:
         """Show the problems as a warning toast in the page (nothing when there are none)."""
@@ -176,6 +177,21 @@ class LinkParams:
             sink.append(text)
         else:
             gr.Warning(text, duration=20)
+
+
+def link_pending(request: Any, tab: str, opened: bool) -> bool:
+    """True for a tab's "open" event fired by a deep link's own tab selection — before the link's parameters are
+    set. The app opens the linked tab right after them (``space/app.py``, ``open_linked``), so this first run would
+    compute, then show, the defaults' result (or finish after the right one). A click on the tab (``opened``: the
+    tab has been shown before, or the page has no ``tab=``) is never held back.
+    """
+    if opened or request is None:
+        return False
+    try:
+        linked = str(dict(request.query_params).get("tab") or "")
+    except Exception:  # noqa: BLE001 - no query parameters to read: a plain open
+        return False
+    return linked.strip().lower().replace(" ", "_") == tab
 
 
 # ------------------------------------------------------------------------------------ checking links of a course

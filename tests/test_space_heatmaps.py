@@ -277,7 +277,7 @@ def test_bad_link_values_fall_back_to_defaults_with_a_warning(demo):
     text = " ".join(str(w.message) for w in caught)
     for name in ("layer", "relu", "upsample", "scale", "method", "grid_split", "grid_n"):
         assert name in text, name
-    assert "Link (heatmaps tab)" in text and "left at their defaults" in text
+    assert "Link (heatmaps tab)" in text and "use the defaults" in text
     assert out[0].value == H.DEFAULT_LAYER
     assert out[1:5] == (True, "bilinear", "shared", "saliency")
     assert out[6:8] == ("course", H.GRID_SPLIT) and out[8].value == H.GRID_PER_CLASS

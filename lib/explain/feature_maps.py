@@ -156,14 +156,7 @@ def feature_map_grid(maps: torch.Tensor, ncols: int | None = None, scale: str = 
         raise XcxrValueError(f"maps must have shape (k, h, w) or (k,), got {tuple(maps.shape)}")
     k = len(maps)
     ncols = ncols or math.ceil(math.sqrt(k))
-    big = F.interpolate(maps[:, None], size=(tile, tile), mode="nearest")[:, 0]
-    if scale == "per_map":
-        lo = big.flatten(1).amin(1)[:, None, None]
-        hi = big.flatten(1).amax(1)[:, None, None]
-    else:
-        lo, hi = big.min(), big.max()
-    u = ((big - lo) / (hi - lo).clamp_min(_EPS)).clamp(0, 1).numpy()  # eps: a constant (dead) map → 0, not NaN
-    rgb = matplotlib.colormaps[cmap](u)[..., :3]
+    rgb = _coloured(maps, tile, scale, cmap) / 255.0
     rows = math.ceil(k / ncols)
     out = np.ones((rows * (tile + gap) - gap, ncols * (tile + gap) - gap, 3))
     for i in range(k):
@@ -207,19 +200,25 @@ def feature_map_tiles(stages: Sequence[FeatureStage], scale: str = "per_map", cm
             continue
         if maps.ndim != 3 or len(maps) == 0:
             raise XcxrValueError(f"stage {st.name!r}: maps must have shape (k, h, w) or (k,), got {tuple(maps.shape)}")
-        big = F.interpolate(maps[:, None], size=(tile, tile), mode="nearest")[:, 0]
-        if scale == "per_map":
-            lo = big.flatten(1).amin(1)[:, None, None]
-            hi = big.flatten(1).amax(1)[:, None, None]
-        else:
-            lo, hi = big.min(), big.max()
-        u = ((big - lo) / (hi - lo).clamp_min(_EPS)).clamp(0, 1).numpy()
-        rgb = np.clip(np.round(matplotlib.colormaps[cmap](u)[..., :3] * 255), 0, 255).astype(np.uint8)
+        rgb = _coloured(maps, tile, scale, cmap)
         for j, ch in enumerate(st.channels):
             text = f"stage {i + 1} · {st.name} · ch {ch}"
             out.append((with_title(rgb[j], text, size=max(10, tile // 14), margin=margin) if captions else rgb[j],
                         text))
     return out
+
+
+def _coloured(maps: torch.Tensor, tile: int, scale: str, cmap: str) -> np.ndarray:
+    """``(k, h, w)`` maps enlarged to ``tile`` px (nearest: one block = one activation) and coloured: ``uint8
+    (k, tile, tile, 3)``, each map on its own range (``per_map``) or all on one (``shared``)."""
+    big = F.interpolate(maps[:, None], size=(tile, tile), mode="nearest")[:, 0]
+    if scale == "per_map":
+        lo = big.flatten(1).amin(1)[:, None, None]
+        hi = big.flatten(1).amax(1)[:, None, None]
+    else:
+        lo, hi = big.min(), big.max()
+    u = ((big - lo) / (hi - lo).clamp_min(_EPS)).clamp(0, 1).numpy()  # eps: a constant (dead) map → 0, not NaN
+    return np.clip(np.round(matplotlib.colormaps[cmap](u)[..., :3] * 255), 0, 255).astype(np.uint8)
 
 
 def _bars(values: torch.Tensor, tile: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from lib.explain.feature_maps import feature_map_tiles
 
 from ..context import AppContext, TabSpec, image_inputs, load_image
 from ..errors import ui_errors
-from ..links import LinkParams
+from ..links import LinkParams, link_pending
 from ..snippets import code_box, header, image_path, model_lines
 
 __all__ = ["build", "FM_SCALES", "TILE", "MARGIN", "TOP_K", "channel_tiles", "snippet"]
@@ -45,19 +45,6 @@ def channel_tiles(model: torch.nn.Module, grey: np.ndarray, top_k: int, scale: s
         raise gr.Error(f"top_k must be between {TOP_K[0]} and {TOP_K[1]}, got {top_k}")
     stages = feature_maps(model, prepare(model, torch.from_numpy(grey)), top_k=top_k)
     return feature_map_tiles(stages, scale=scale, tile=TILE, margin=MARGIN)
-
-
-def _link_pending(request: gr.Request | None, tab: str, opened: bool) -> bool:
-    """True for the tab's "open" event that a deep link to it fires when it selects the tab — before the link's own
-    parameters are set: the link's step runs the tab right after, with them (two runs could otherwise finish in
-    either order, and the defaults' tiles stay on screen). A click on the tab is never held back."""
-    if opened or request is None:
-        return False
-    try:
-        linked = str(dict(request.query_params).get("tab") or "")
-    except Exception:  # noqa: BLE001 - no query parameters to read: a plain open
-        return False
-    return linked.strip().lower().replace(" ", "_") == tab
 
 
 def snippet(ctx: AppContext, upload: Any, model_name: str | None, top_k: int, scale: str,
@@ -125,7 +112,7 @@ def build(ctx: AppContext) -> TabSpec:
 
     def open_tab(image: Any, model: str | None, k: float, s: str, example: str | None, live: bool,
                  request: gr.Request = None):
-        if _link_pending(request, "feature_maps", live):
+        if link_pending(request, "feature_maps", live):
             return gr.skip(), gr.skip(), gr.skip()
         return (*run_and_code(image, model, k, s, example), True)
 

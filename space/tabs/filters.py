@@ -18,7 +18,7 @@ from lib.models import get_config
 
 from ..context import AppContext, TabSpec
 from ..errors import public_text, ui_errors
-from ..links import LinkParams
+from ..links import LinkParams, link_pending
 from ..snippets import code_box, header, model_lines
 
 __all__ = ["build", "FILTER_SCALES", "MAX_DEFAULT", "training_label", "filter_panels", "default_models",
@@ -91,19 +91,6 @@ def filter_panels(ctx: AppContext, scale: str, names: list[str] | None = None) -
     return items, text
 
 
-def _link_pending(request: gr.Request | None, tab: str, opened: bool) -> bool:
-    """True for the tab's "open" event that a deep link to it fires when it selects the tab — before the link's own
-    parameters are set: the link's step draws the tab right after, with them (two runs could otherwise finish in
-    either order). A click on the tab is never held back."""
-    if opened or request is None:
-        return False
-    try:
-        linked = str(dict(request.query_params).get("tab") or "")
-    except Exception:  # noqa: BLE001 - no query parameters to read: a plain open
-        return False
-    return linked.strip().lower().replace(" ", "_") == tab
-
-
 def snippet(ctx: AppContext, scale: str, names: list[str] | None = None) -> str:
     """The code behind the view: leaves ``shown``, the displayed panels (``uint8`` RGB arrays, titles drawn in, in
     display order). Models without a first-layer grid are left out, as in the view."""
@@ -172,7 +159,7 @@ def build(ctx: AppContext) -> TabSpec:
         return (*run(scale, names), show_code(scale, names))
 
     def open_tab(scale: str, names: list[str] | None, done: bool, request: gr.Request = None):
-        if _link_pending(request, "filters", done):
+        if link_pending(request, "filters", done):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return (*run_and_code(scale, names), True)
 

@@ -44,7 +44,7 @@ from lib.models import get_config
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
-from ..evaluation import (ThresholdError, data_choices, describe_threshold, initial_threshold, initial_threshold_spec,
+from ..evaluation import (spec_for, ThresholdError, data_choices, describe_threshold, initial_threshold, initial_threshold_spec,
                           load_data, load_split_call, parse_threshold, predict, predict_call, prediction_lines,
                           preset_choice, preset_threshold, resolve_threshold, setting_key, split_from_link,
                           threshold_from_link, threshold_lines, threshold_text)
@@ -199,16 +199,6 @@ def _note(name: str, split: str, pred: Any, res: Any, desc: str, presets_note: s
             + ", ".join(f"{k} {v}" for k, v in res.counts.items()) + "." + (f" {presets_note}" if presets_note else ""))
 
 
-def _spec_for(model: nn.Module, name: str, split: str, t: float, spec: str | None) -> str:
-    """``spec`` when it stands for ``t`` (a preset of this model, or the same number), else ``t`` as a number."""
-    try:
-        if spec and abs(resolve_threshold(model, name, split, spec)[0] - float(t)) <= 1e-9:
-            return threshold_text(spec)
-    except ThresholdError:
-        pass
-    return threshold_text(float(t))
-
-
 def snippet(ctx: AppContext, model_name: str | None, split: str, threshold_text_: str | float,
             outcome: str | None = None, index: int | None = None) -> str:
     """"Reproduce in Python" for the Outcomes tab: the split, the probabilities, the outcomes at the threshold
@@ -318,7 +308,7 @@ def build(ctx: AppContext) -> TabSpec:
                   rank: float) -> str:
         """The snippet of the view: with the heatmaps' image when some are shown."""
         m = ctx.model(name)
-        text = _spec_for(m, label_of(name), split_name, t, spec_text)
+        text = spec_for(m, label_of(name), split_name, t, spec_text)
         if image:
             return snippet(ctx, name, split_name, text, outcome, int(rank or 1))
         return snippet(ctx, name, split_name, text)
@@ -370,7 +360,7 @@ def build(ctx: AppContext) -> TabSpec:
         desc, presets_note = describe_threshold(m, label_of(name), split_name, t, spec_text)
         progress(0.8, desc="thumbnails")
         # the snippet too (no heatmaps now): one queued event per change, not two
-        text = _spec_for(m, label_of(name), split_name, t, spec_text)
+        text = spec_for(m, label_of(name), split_name, t, spec_text)
         return (t, res.counts, *_galleries(ds, pred, res), _note(label_of(name), split_name, pred, res, desc,
                                                                  presets_note), setting_key(name, split_name, t),
                 snippet(ctx, name, split_name, text))

@@ -42,7 +42,7 @@ from lib.models import ModelLoadError, folder_file, get_config, model_file
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
-from ..evaluation import (BEST_ON_SPLIT, PRESET_LABELS, ThresholdError, data_choices, describe_threshold,
+from ..evaluation import (spec_for, BEST_ON_SPLIT, PRESET_LABELS, ThresholdError, data_choices, describe_threshold,
                           initial_threshold, initial_threshold_spec, load_data, load_split_call, parse_threshold,
                           predict, predict_call, prediction_lines, preset_choice, preset_threshold, resolve_threshold,
                           setting_key, split_from_link, threshold_from_link, threshold_lines, threshold_text)
@@ -195,16 +195,6 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     return metrics, table, note, roc, cm, curves, model_card(m)
 
 
-def _spec_for(model: nn.Module, name: str, split: str, t: float, spec: str | None) -> str:
-    """``spec`` when it stands for ``t`` (a preset of this model, or the same number), else ``t`` as a number."""
-    try:
-        if spec and abs(resolve_threshold(model, name, split, spec)[0] - float(t)) <= 1e-9:
-            return threshold_text(spec)
-    except ThresholdError:
-        pass
-    return threshold_text(float(t))
-
-
 _ROWS_CODE = textwrap.fill(", ".join(f"{k!r}: {v!r}" for k, v in METRIC_ROWS), width=100, initial_indent="rows = {",
                            subsequent_indent=" " * 8, break_long_words=False, break_on_hyphens=False) + "}"
 
@@ -315,7 +305,7 @@ def build(ctx: AppContext) -> TabSpec:
             return tuple(gr.skip() for _ in update_out)
         result = compute_report(ctx, name, split_name, t, progress, spec=spec_text)
         return (t, *result, setting_key(name, split_name, t),
-                snippet(ctx, name, split_name, _spec_for(m, label, split_name, t, spec_text)))
+                snippet(ctx, name, split_name, spec_for(m, label, split_name, t, spec_text)))
 
     @ui_errors
     def on_open(name: str, split_name: str, t: float, spec_text: str, shown_key: str,
@@ -326,7 +316,7 @@ def build(ctx: AppContext) -> TabSpec:
         m = ctx.model(name)
         result = compute_report(ctx, name, split_name, t, progress, spec=spec_text)
         return (*result, setting_key(name, split_name, t),
-                snippet(ctx, name, split_name, _spec_for(m, name or ctx.default_model, split_name, t, spec_text)))
+                snippet(ctx, name, split_name, spec_for(m, name or ctx.default_model, split_name, t, spec_text)))
 
     lane = dict(concurrency_id="expensive", concurrency_limit=1)  # a whole split: its own lane (fair_queue)
     clear_outs = [*outs, shown, token, latest, code]

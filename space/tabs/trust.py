@@ -36,7 +36,7 @@ from lib.models import get_config, predict_proba
 from ..context import AppContext, TabSpec, image_inputs, load_image
 from ..errors import ui_errors
 from ..fair_queue import expensive_when
-from ..links import LinkParams
+from ..links import LinkParams, link_pending
 from ..snippets import code_box, header, image_path, model_lines
 
 __all__ = ["build", "run_trust", "PREDICTED", "RHO_PASS", "STEPS", "verdict", "curves_help", "snippet",
@@ -227,19 +227,6 @@ def snippet(ctx: AppContext, upload: Any, model_name: str | None, example: str |
     return "\n".join(lines) + "\n"
 
 
-def _link_pending(request: gr.Request | None, tab: str, opened: bool) -> bool:
-    """True for the tab's "open" event that a deep link to it fires when it selects the tab — before the link's own
-    parameters are set: the link's step runs the tab right after, with them (the first run would compute, then
-    show, the defaults' results). A click on the tab (``opened``, or a page without ``tab=``) is never held back."""
-    if opened or request is None:
-        return False
-    try:
-        linked = str(dict(request.query_params).get("tab") or "")
-    except Exception:  # noqa: BLE001 - no query parameters to read: a plain open
-        return False
-    return linked.strip().lower().replace(" ", "_") == tab
-
-
 #: The curves' legend: the Grad-CAM map and the mean of the random maps.
 CURVES = ("Grad-CAM", "random (mean of 3)")
 
@@ -324,7 +311,7 @@ def build(ctx: AppContext) -> TabSpec:
         skip = [gr.skip()] * 12
         if (not image and not example_id) or key == _key(image, model_name, example_id, cls, n_steps, s):
             return skip
-        if _link_pending(request, "trust", opened):
+        if link_pending(request, "trust", opened):
             return skip
         # the results, then `check` changes: `finish` fills the rest, or clears them if an input changed meanwhile
         return [*run(image, model_name, example_id, cls, n_steps, s, progress), *skip[:4], time.monotonic()]
