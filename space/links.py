@@ -241,7 +241,8 @@ def _check(paths: list[str], app: str | None) -> int:
         for lk in links:
             query = "&".join(f"{k}={v}" for k, v in lk.query.items())
             problems = client.predict(query, api_name="/check_link")
-            broken += [f"{lk.where()}: {lk.url}: {p}" for p in (problems or [])]
+            if problems:
+                broken.append(f"{lk.where()}: {lk.url}: {' | '.join(problems)}")
     else:
         import logging
 
@@ -251,10 +252,12 @@ def _check(paths: list[str], app: str | None) -> int:
         demo = build_app()
         demo.xcxr_context.catalog.wait_checked(60)
         for lk in links:
-            broken += [f"{lk.where()}: {lk.url}: {p}" for p in check_query(demo, lk.query)]
+            problems = check_query(demo, lk.query)
+            if problems:
+                broken.append(f"{lk.where()}: {lk.url}: {' | '.join(problems)}")
     _print_lines(broken)
     where = f"against {app}" if app else "in process"
-    print(f"{len(links)} links checked {where}: {len(broken)} problem(s)", file=__import__("sys").stderr)
+    print(f"{len(links)} links checked {where}: {len(broken)} broken", file=__import__("sys").stderr)
     return 1 if broken else 0
 
 
