@@ -71,6 +71,10 @@ INTERACTIVE, EXPENSIVE = "interactive", fair_queue.EXPENSIVE
 LANES = {INTERACTIVE: 2, EXPENSIVE: 1, visitor_models.LANE: visitor_models.MAX_PENDING}
 #: The whole queue's bound, the last resort when many addresses flood at once (per visitor: space/fair_queue.py).
 QUEUE_MAX_SIZE = 256
+#: The page's own CSS (``launch(css=CSS)``, as :func:`main` does): the threshold sliders' number box wide enough for a
+#: preset's full value (0.6241651177406311 is what decides; rounding it for the box would change outcomes at the
+#: boundary).
+CSS = ".xcxr-threshold input[type=number] { min-width: 11em; }"
 #: tab id -> the module whose ``build(ctx) -> TabSpec`` makes it.
 TAB_MODULES = {"classify": classify, "heatmaps": heatmaps, "filters": filters, "feature_maps": feature_maps,
                "outcomes": outcomes, "report": report, "trust": trust}
@@ -447,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     # One upload limit, enforced by Gradio while the file streams in (HTTP 413, nothing kept on disk): the same
     # number lib.data.load_grey checks, so no upload is accepted by Gradio only to be refused by the decoder.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_BYTES,
-                footer_links=["api", "settings"])
+                footer_links=["api", "settings"], css=CSS)
 
 
 if __name__ == "__main__":

@@ -135,12 +135,13 @@ def free_port() -> int:
 def launched_app(**launch_kwargs):
     """``space.app.build_app()`` served on 127.0.0.1 (a free port) for the duration of the block; yields the demo.
 
-    Uploads are limited as in ``space.app.main`` (``max_file_size=lib.data.images.MAX_FILE_BYTES``) unless the
-    caller says otherwise."""
+    Uploads are limited and the page styled as in ``space.app.main`` (``max_file_size=lib.data.images.MAX_FILE_BYTES``,
+    ``css=space.app.CSS``) unless the caller says otherwise."""
     from lib.data.images import MAX_FILE_BYTES
-    from space.app import build_app
+    from space.app import CSS, build_app
 
     launch_kwargs.setdefault("max_file_size", MAX_FILE_BYTES)
+    launch_kwargs.setdefault("css", CSS)
     demo = build_app()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                 **launch_kwargs)

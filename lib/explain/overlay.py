@@ -229,7 +229,9 @@ def with_colorbar(rgb: Any, vmin: float, vmax: float, cmap: str | mcolors.Colorm
     size = max(9, min(16, h // 18))                    # font size: readable at 224 px, not huge at 1024
     font = _font(size)
     pad = max(4, size // 2)
-    top, bottom = pad + size // 2, h - pad - size // 2  # room for the end labels
+    # room for the end labels; the top eighth stays free, where an image viewer puts its buttons (Gradio's
+    # download / full-screen icons would hide the bar's maximum)
+    top, bottom = max(pad + size // 2, h // 8), h - pad - size // 2
     bar_h = max(2, bottom - top)
     bar_w = max(8, h // 22)
     values = np.linspace(hi, lo, int(ticks))

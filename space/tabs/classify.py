@@ -112,7 +112,7 @@ def snippet(ctx: AppContext, upload: Any, model_name: str | None, example: str |
     return "\n".join(lines) + "\n"
 
 
-def _gallery_examples(ctx: AppContext, per_class: int = 4) -> list[str]:
+def _gallery_examples(ctx: AppContext, per_class: int = 3) -> list[str]:
     """A few examples of each class for the thumbnail gallery."""
     out: list[str] = []
     for label in sorted({ctx.examples.label(e) for e in ctx.examples}):
@@ -126,8 +126,8 @@ def build(ctx: AppContext) -> TabSpec:
     # made here, placed below the example dropdown by image_inputs
     # Empty here and filled by the first view (below): a value given here is written into /config with the server's
     # temp folder in every file path.
-    thumbs = gr.Gallery(None, label="Examples (click one)", columns=4,
-                        height=200, allow_preview=False, interactive=False, render=False)
+    thumbs = gr.Gallery(None, label="Examples (click one)", columns=3,
+                        height="auto", allow_preview=False, interactive=False, render=False)
     with gr.Row():
         with gr.Column(scale=1):
             inp = image_inputs(ctx, below_example=thumbs.render)
@@ -137,7 +137,7 @@ def build(ctx: AppContext) -> TabSpec:
             decision = gr.Markdown(elem_id="classify-decision")
             probs = gr.Label(label="Class probabilities (the decision above uses the model's threshold, not 50 %)",
                              num_top_classes=2, show_heading=False)
-            preview = gr.Image(label="What the model sees (grey, its input pixels; small inputs shown enlarged)",
+            preview = gr.Image(label="What the model sees (its input pixels)",
                                format="png", type="numpy", interactive=False, image_mode="L", height=260)
         with gr.Column(scale=1):
             info = gr.Markdown()

@@ -542,7 +542,7 @@ def build(ctx: AppContext) -> TabSpec:
     labels = ctx.labels()
     splits = data_choices()
     with gr.Row():
-        with gr.Column(scale=1, min_width=260):
+        with gr.Column(scale=1, min_width=340):  # the example dropdown shows a whole file name
             inp = image_inputs(ctx)
             layer = gr.Dropdown([(DEFAULT_LAYER_LABEL, DEFAULT_LAYER)], value=DEFAULT_LAYER,
                                 label="Target layer (conv layers, forward order)", allow_custom_value=True)

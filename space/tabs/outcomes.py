@@ -251,7 +251,8 @@ def build(ctx: AppContext) -> TabSpec:
         model = model_choice(ctx)
         split = gr.Dropdown(choices=splits, value=splits[0][1], label="Data split")
     with gr.Row():
-        threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001, label="Threshold", scale=3)
+        threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001, label="Threshold", scale=3,
+                              elem_classes=["xcxr-threshold"])
         preset = preset_choice(scale=3, value=first_spec)
         refresh = gr.Button("Show outcomes", variant="primary", scale=1)
     # the threshold as a link writes it: a preset's name ("gmean") or the slider's number ("0.5123")

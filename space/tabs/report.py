@@ -237,7 +237,7 @@ def build(ctx: AppContext) -> TabSpec:
         model = model_choice(ctx)
         split = gr.Dropdown(choices=splits, value=splits[0][1], label="Data split")
         threshold = gr.Slider(0.0, 1.0, value=initial_threshold(ctx), step=0.001,
-                              label="Threshold (positive iff P ≥ threshold)")
+                              label="Threshold (positive iff P ≥ threshold)", elem_classes=["xcxr-threshold"])
     with gr.Row():
         preset = preset_choice(scale=3, value=first_spec)
         go = gr.Button("Show report", variant="primary", scale=1)

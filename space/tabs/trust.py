@@ -171,8 +171,8 @@ def run_trust(ctx: AppContext, image: Any, model_name: str | None, example_id: s
     gallery = []
     for r, maps in zip(rows, recorded):
         # ρ first: a gallery caption is cut at the tile's width, and the number is what the step is about
-        what = "original model" if r["step"] == 0 else f"{r['layer']} random"
-        gallery.append((overlay(small, maps[0, 0].numpy()), f"ρ {r['spearman']:.2f} · {r['step']}: {what}"))
+        what = "original" if r["step"] == 0 else f"{r['layer']} random"
+        gallery.append((overlay(small, maps[0, 0].numpy()), f"ρ {r['spearman']:.2f} · {what}"))
 
     step(0.5, desc="deletion and insertion curves")
     res = deletion_insertion(m, x, classes=[c], steps=steps, seed=seed)
@@ -272,7 +272,7 @@ def build(ctx: AppContext) -> TabSpec:
             table = gr.Dataframe(headers=["step", "randomised block", "Spearman ρ vs original"],
                                  label="Model-randomisation sanity check", interactive=False)
             gr.Markdown(RANDOMISATION_HELP)
-        maps = gr.Gallery(label="Grad-CAM after each randomisation step", columns=4, height=360, format="png",
+        maps = gr.Gallery(label="Grad-CAM after each randomisation step", columns=3, height=360, format="png",
                           allow_preview=True, scale=3)
     with gr.Row(equal_height=False):
         deletion = gr.LinePlot(x="fraction of pixels", y="probability", color="map", title="Deletion",
