@@ -283,8 +283,8 @@ _SCROLL_JS = """
 def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, specs: dict[str, TabSpec], tabs: gr.Tabs,
                      current_tab: gr.Textbox, link_params: gr.State, model_dds: list, example_dds: list) -> None:
     """On page load: select the linked tab, set every model/example dropdown (a bad link parameter is named in a
-    warning toast), run the tabs' ``on_link`` handlers, open the linked tab (its ``on_open``), scroll its result
-    into view, then the first view (``on_load`` steps)."""
+    warning toast), run the linked tab's ``on_link`` handler, open it (its ``on_open``), scroll its result into
+    view; and, beside that, the first view (``on_load`` steps)."""
     n_m, n_e = len(model_dds), len(example_dds)
     known = known_params(specs)
 
@@ -336,6 +336,7 @@ def _wire_deep_links(demo: gr.Blocks, ctx: AppContext, specs: dict[str, TabSpec]
 
     # a link to an expensive tab (a whole split, the trust checks) queues in the expensive lane
     expensive_when(current_tab, LINKED_EXPENSIVE)
+
     def scroll_after(step: Any, tab_ids: set[str]) -> None:
         ids = {t: s.result_id for t, s in specs.items() if s.result_id and t in tab_ids}
         if ids:  # in the browser only: no request to the server
