@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import sys
 from typing import Any, Iterable, Iterator, Sequence
 
 import gradio as gr
@@ -237,7 +238,12 @@ def _check(paths: list[str], app: str | None) -> int:
     if app:
         from gradio_client import Client
 
-        client = Client(app, verbose=False)
+        try:
+            client = Client(app, verbose=False)
+        except Exception as e:  # noqa: BLE001 - unreachable, not a Gradio app, an old app without /check_link…
+            print(f"error: cannot reach the app at {app} ({type(e).__name__}: {str(e)[:200]}); start it "
+                  "(python -m space.app) or check the address", file=sys.stderr)
+            return 2
         for lk in links:
             query = "&".join(f"{k}={v}" for k, v in lk.query.items())
             problems = client.predict(query, api_name="/check_link")
@@ -257,7 +263,7 @@ def _check(paths: list[str], app: str | None) -> int:
                 broken.append(f"{lk.where()}: {lk.url}: {' | '.join(problems)}")
     _print_lines(broken)
     where = f"against {app}" if app else "in process"
-    print(f"{len(links)} links checked {where}: {len(broken)} broken", file=__import__("sys").stderr)
+    print(f"{len(links)} links checked {where}: {len(broken)} broken", file=sys.stderr)
     return 1 if broken else 0
 
 
@@ -324,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(f"{s} {verb}" for s in stale) or "notebooks up to date")
         return 1 if (stale and a.check) else 0
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=__import__("sys").stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
 

@@ -243,3 +243,13 @@ def test_an_embedded_view_is_what_the_app_shows():
     assert np.array_equal(shown[:left.shape[0], :left.shape[1]], left)
     assert shown.shape[1] == left.shape[1] + middle.shape[1] + right.shape[1] + 16
     assert course.render_view(ctx, {"tab": "trust"}) is None
+
+
+def test_the_command_says_what_is_wrong(capsys, tmp_path):
+    assert links_main(["check", str(ROOT / "course"), "--app", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach the app at http://127.0.0.1:9" in capsys.readouterr().err
+    assert links_main(["moodle", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert links_main(["check", str(tmp_path / "empty")]) == 1
+    assert "no app links" in capsys.readouterr().out
