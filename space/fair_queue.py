@@ -101,7 +101,7 @@ def _env_number(name: str, default: float, cast: type = int) -> Any:
 
 
 #: Events one Gradio session (a browser tab, a ``gradio_client.Client``) may have queued or running at once. Not 2:
-#: one page load of this app queues up to 9 at once by itself (a deep link with a model sets every tab's model
+#: one page load of this app queues up to 8 at once by itself (a deep link with a model sets every tab's model
 #: dropdown and each tab clears and recomputes; a plain load peaks at 3 — measured in Chromium, 2026-11-30), and a
 #: refused page-load event is an error toast for a student who did nothing wrong.
 MAX_EVENTS_PER_SESSION: int = _env_number("XCXR_MAX_EVENTS_PER_SESSION", 16)
