@@ -154,6 +154,20 @@ def launched_app(**launch_kwargs):
 # A module that defines a module-scoped `app` fixture (a `launched_app(...)` with its own launch options) gets these
 # two for free: pytest resolves `app` in the requesting module.
 @_pytest.fixture(scope="module")
+def demo():
+    """The whole app, built (``space.app.build_app()``) but not launched: its tabs' handlers are called directly."""
+    from space.app import build_app
+
+    return build_app()
+
+
+@_pytest.fixture(scope="module")
+def ctx(demo):
+    """The :class:`space.context.AppContext` of the module's built app (:func:`demo`)."""
+    return demo.xcxr_context
+
+
+@_pytest.fixture(scope="module")
 def client(app):
     """A gradio_client on the module's launched app."""
     from gradio_client import Client

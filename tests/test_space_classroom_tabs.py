@@ -33,18 +33,6 @@ BETWEEN = "PNEUMONIA/person1261_bacteria_3219.jpeg"
 EXAMPLE = "PNEUMONIA/person1071_virus_1774.jpeg"
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from space.app import build_app
-
-    return build_app()
-
-
-@pytest.fixture(scope="module")
-def ctx(demo):
-    return demo.xcxr_context
-
-
 def _fn(demo, name: str | None = None, api_name: str | None = None, tab: str | None = None):
     """The handler of the app's event with this api_name, or the one whose function has this name and whose outputs
     are in ``tab``."""

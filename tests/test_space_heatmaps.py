@@ -32,18 +32,6 @@ GOOD_LINK = {"tab": "heatmaps", "model": MODEL, "layer": "features.1.conv2", "re
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from space.app import build_app
-
-    return build_app()
-
-
-@pytest.fixture(scope="module")
-def ctx(demo):
-    return demo.xcxr_context
-
-
-@pytest.fixture(scope="module")
 def net(ctx):
     return ctx.model(MODEL)
 

@@ -19,13 +19,6 @@ COPY_LABEL = "Copy link to this view"
 LINK_LABEL = "Link (copied to the clipboard)"
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from space.app import build_app
-
-    return build_app()
-
-
 def _tab_of(component) -> str | None:
     block = component
     while block is not None:

@@ -624,13 +624,18 @@ def build(ctx: AppContext) -> TabSpec:
         if not method:
             return (gr.skip(),) * 5
         key = _key(image, model, layer, relu, upsample, scale, method, example)
-        token = _views.start(request, "view", key)
+        return current_view(request, key, _views.start(request, "view", key),
+                            (image, model, layer, relu, upsample, scale, method, example))
+
+    def current_view(request: Any, key: tuple, token: int | None, args: tuple) -> tuple:
+        """The three maps, caption and code of ``args`` — or nothing when the run begun with ``token`` is
+        outdated before or after it computes (the controls changed meanwhile)."""
         if token is None:
             return (gr.skip(),) * 5
-        out = compute(image, model, layer, relu, upsample, scale, method, example)
+        out = compute(*args)
         if not _views.finish(request, "view", key, token):
             return (gr.skip(),) * 5
-        return (*out, snippet(ctx, image, model, layer, relu, upsample, scale, method, example))
+        return (*out, snippet(ctx, *args))
 
     @ui_errors
     def open_view(image: Any, model: str | None, layer: str | None, relu: bool, upsample: str, scale: str,
@@ -645,12 +650,7 @@ def build(ctx: AppContext) -> TabSpec:
             return (gr.skip(),) * 5
         else:
             token = _views.start(request, "view", key)
-        if token is None:
-            return (gr.skip(),) * 5
-        out = compute(image, model, layer, relu, upsample, scale, method, example)
-        if not _views.finish(request, "view", key, token):
-            return (gr.skip(),) * 5
-        return (*out, snippet(ctx, image, model, layer, relu, upsample, scale, method, example))
+        return current_view(request, key, token, (image, model, layer, relu, upsample, scale, method, example))
 
     def clear(image: Any, model: str | None, layer: str | None, relu: bool, upsample: str, scale: str,
               method: str, example: str | None, request: gr.Request | None = None) -> tuple:
