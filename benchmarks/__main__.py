@@ -10,7 +10,10 @@ import argparse
 import json
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 from .registry import families
@@ -22,6 +25,21 @@ def _format(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e9:
         return f"{int(value)}"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def _run(registry: dict, names: list[str], quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"[benchmarks] {name}{' (quick)' if quick else ''} …", file=sys.stderr, flush=True)
+        result = registry[name].fn(quick)
+        for key, value in result.items():
+            value = float(value)
+            if not math.isfinite(value):
+                raise RuntimeError(f"benchmark {name}: figure {key} is not finite ({value})")
+            figures[f"{name}.{key}"] = value
+        print(f"[benchmarks] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,18 +56,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:12s} {b.doc}")
         return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-
-    figures: dict[str, float] = {}
-    for name in args.only or list(registry):
-        t0 = time.perf_counter()
-        print(f"[benchmarks] {name}{' (quick)' if args.quick else ''} …", file=sys.stderr, flush=True)
-        result = registry[name].fn(args.quick)
-        for key, value in result.items():
-            value = float(value)
-            if not math.isfinite(value):
-                raise RuntimeError(f"benchmark {name}: figure {key} is not finite ({value})")
-            figures[f"{name}.{key}"] = value
-        print(f"[benchmarks] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    # every temporary file of the run (and of the apps it starts) in one folder, removed at the end: gradio_client
+    # leaves an empty folder in the temporary folder for every file it downloads (thousands in the load family)
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    work = tempfile.mkdtemp(prefix="xcxr-bench-")
+    tempfile.tempdir, os.environ["TMPDIR"] = work, work
+    try:
+        figures = _run(registry, args.only or list(registry), args.quick)
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(work, ignore_errors=True)
 
     if args.json:
         print(json.dumps(figures, indent=1))

@@ -17,8 +17,10 @@ Errors shown to visitors are :mod:`space.errors`' business (``ui_errors``).
 """
 from __future__ import annotations
 
+import collections
 import functools
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -255,12 +257,51 @@ def discard_upload(path: str | Path) -> bool:
     return True
 
 
+class _Refusals:
+    """Why the most recent refused uploads were refused, by their path in Gradio's upload folder.
+
+    Gradio names an upload by the hash of its bytes, so visitors who send the same file at the same time share one
+    temporary copy: the first refusal removes it while the others are still on their way. They get the same reason
+    from here instead of "this upload is no longer on the server". Bounded (the last :attr:`KEEP`).
+    """
+
+    KEEP = 256
+
+    def __init__(self) -> None:
+        self._why: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, path: str | Path, message: str) -> None:
+        key = str(Path(path).resolve())
+        with self._lock:
+            self._why[key] = message
+            self._why.move_to_end(key)
+            while len(self._why) > self.KEEP:
+                self._why.popitem(last=False)
+
+    def get(self, path: str | Path) -> str | None:
+        with self._lock:
+            return self._why.get(str(Path(path).resolve()))
+
+
+_refusals = _Refusals()
+
+
+def _refuse_upload(path: str, message: str) -> gr.Error:
+    """Remember why, remove the temporary copy, and return the error to raise."""
+    _refusals.remember(path, message)
+    discard_upload(path)
+    return gr.Error(message)
+
+
 def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model: nn.Module,
                 original: bool) -> tuple[np.ndarray, np.ndarray | None]:
     path = _upload_path(upload)
     shown = Path(path).name if path else None
     uploaded = path is not None  # an upload, not a bundled example: removed when it is refused
     if uploaded and not Path(path).exists() and _is_upload(path):
+        if (why := _refusals.get(path)) is not None:  # the same file, refused for another visitor a moment ago
+            raise gr.Error(why)
         raise gr.Error(f"{public_text(shown or '')}: this upload is no longer on the server (a refused file is "
                        "removed at once, any other after an hour); upload the file again.")
     if path is None:
@@ -278,22 +319,23 @@ def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model
     except DecodeBusyError as e:  # not the file's fault: kept, so that "try again in a moment" works
         raise gr.Error(public_text(_name_upload(str(e), path, shown))) from e
     except ImageError as e:  # a bad file: the message is for the user, with the upload's own name
-        if uploaded:
-            discard_upload(path)
-        raise gr.Error(public_text(_name_upload(str(e), path, shown))) from e
+        if uploaded and not Path(path).exists() and (why := _refusals.get(path)) is not None:
+            raise gr.Error(why) from e  # removed under this request by another visitor's refusal of the same file
+        msg = public_text(_name_upload(str(e), path, shown))
+        raise (_refuse_upload(path, msg) if uploaded else gr.Error(msg)) from e
     except XcxrError:
         raise  # another deliberate error, not about the file: ui_errors shows its message
     except MemoryError as e:
-        if uploaded:
-            discard_upload(path)
-        raise gr.Error(f"{public_text(shown)}: the image is too large to decode in memory; downscale it") from e
+        msg = f"{public_text(shown)}: the image is too large to decode in memory; downscale it"
+        raise (_refuse_upload(path, msg) if uploaded else gr.Error(msg)) from e
     except Exception:  # noqa: BLE001 - a decoder failure lib did not foresee: still a bad upload, not a crash
         # its text is internal (decoder names, temp paths): logged with the traceback, not shown
         incident = log_incident(f"decoding {shown!r}")
+        msg = f"{public_text(shown)}: the file could not be read as an image (error id {incident})."
         if uploaded:
+            _refusals.remember(path, msg)
             discard_upload(path)
-        raise gr.Error(f"{public_text(shown)}: the file could not be read as an image (error id {incident}).",
-                       print_exception=False) from None
+        raise gr.Error(msg, print_exception=False) from None
     return small, full
 
 

@@ -6,10 +6,29 @@ tests talk to the in-process emulator in ``tests/hub_emulator.py`` on 127.0.0.1.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
+#: The machine's temporary folder (the browser tests keep their screenshots there, for a person to look at).
+SYSTEM_TMP = tempfile.gettempdir()
 _TMP = tempfile.mkdtemp(prefix="xcxr-tests-")
+# Everything else temporary goes into the session's folder: gradio_client leaves an empty folder in the temporary
+# folder for every file it downloads (gradio_client 2.x, Client._download_file), thousands in a full run.
+tempfile.tempdir = _TMP
+os.environ["TMPDIR"] = _TMP
+_PID = os.getpid()
+
+
+@atexit.register
+def _remove_session_folder() -> None:
+    """The session's Hub cache, upload folder and decode cache (about 330 MB after a full run) go when pytest exits
+    (not when a forked child of it does)."""
+    if os.getpid() == _PID:
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # huggingface_hub 2.x uploads through Xet otherwise
 os.environ["HF_HOME"] = os.path.join(_TMP, "hf_home")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"

@@ -136,6 +136,36 @@ def test_a_refused_upload_that_is_gone_says_so(app):
         load_image(app.xcxr_context, str(stored), None, app.xcxr_context.model(MODEL))
 
 
+def test_visitors_sending_the_same_refused_file_all_get_its_reason(app, client, visitor, tmp_path):
+    """Gradio keeps identical uploads under one path, so the first refusal removes the file the others are about to
+    read: they still get the real reason, not "no longer on the server" (seen with a class sending one bad file)."""
+    from space.context import load_image
+
+    model = app.xcxr_context.model(MODEL)
+    stored = _upload_dir() / "abuse_same" / "abuse_same_noise.png"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(bytes(range(256)) * 100)
+    reason = r"abuse_same_noise.png: not an image file this app can read"
+    for _ in range(2):  # the first request refuses and removes it; the second finds it gone
+        with pytest.raises(gr.Error, match=reason):
+            load_image(app.xcxr_context, str(stored), None, model)
+        assert not stored.exists()
+    # and through the app, four visitors at once with the same bytes
+    path = tmp_path / "abuse_same_bomb.png"
+    _transparent_bomb(path)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(c: Client) -> str:
+        with pytest.raises(AppError) as info:
+            c.predict(handle_file(str(path)), MODEL, api_name="/classify")
+        return str(info.value)
+
+    with ThreadPoolExecutor(4) as pool:
+        messages = list(pool.map(send, [client, visitor, client, visitor]))
+    for msg in messages:
+        assert "needs 137 MB to decode, more than the 80 MB one image may use" in msg, msg
+
+
 def test_removal_never_touches_files_outside_the_upload_folder(tmp_path):
     from space.context import discard_upload
 

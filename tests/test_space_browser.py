@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 
-from conftest import ROOT, launched_app
+from conftest import ROOT, SYSTEM_TMP, launched_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
@@ -103,7 +103,7 @@ def page(browser):
         yield pg
 
 
-SHOTS = Path(os.environ.get("XCXR_SCREENSHOTS") or tempfile.mkdtemp(prefix="xcxr-shots-"))
+SHOTS = Path(os.environ.get("XCXR_SCREENSHOTS") or tempfile.mkdtemp(prefix="xcxr-shots-", dir=SYSTEM_TMP))
 
 
 def images_loaded(page) -> None:
