@@ -1,13 +1,13 @@
 """Benchmark family ``load``: students using the app, alone and while one client floods it.
 
-The app runs as ``python -m space.app`` in a subprocess (so its memory is its own and measurable), on the bundled
-examples (``XCXR_DATA_ROOT`` points nowhere: the Outcomes tab's split is the 100 bundled images, so no whole-split
-warm-up competes with the students). Every simulated visitor reaches it from 127.0.0.1 with its own
-``X-Forwarded-For`` address, as visitors of a Space arrive through its proxy.
+The app runs as ``python -m space.app`` in a subprocess (so its memory is its own and measurable), as the Space
+runs it: the bundled course splits with the shipped models' predictions. Every simulated visitor reaches it from
+127.0.0.1 with its own ``X-Forwarded-For`` address, as visitors of a Space arrive through its proxy.
 
 *Student* (:func:`student`; one ``gradio_client.Client`` = one session each, address ``10.1.0.k``): rounds of
-``/classify`` → ``/heatmaps`` (Grad-CAM + plain saliency) → ``/outcome_heatmaps`` (a click on an Outcomes image),
-with a think time of 2–5 s after each round (seeded), for ``duration`` seconds. Every call's latency is recorded; an
+``/classify`` → ``/heatmaps`` (Grad-CAM + plain saliency) → ``/outcome_heatmaps`` (a click on one of the first five
+TP/TN/FP/FN images of the 977-image test split at threshold 0.5, picked at random each round), with a think time
+of 2–5 s after each round (seeded), for ``duration`` seconds. Every call's latency is recorded; an
 exception of any kind (an app error, "Queue is full", HTTP 429) is an error.
 
 *Flooder* (:func:`flood` in a process of its own, :class:`Flooder`, so that its CPU does not stall the measuring
@@ -128,14 +128,14 @@ class AppProcess:
 
 @contextlib.contextmanager
 def launch_app(work: Path, env: dict[str, str] | None = None, timeout: float = 300.0) -> Iterator[AppProcess]:
-    """``python -m space.app`` on a free port, on the bundled examples, until the block ends; yields it once ``/``
+    """``python -m space.app`` on a free port (its uploads in ``work``), until the block ends; yields it once ``/``
     answers."""
     import httpx
 
     work.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-                "XCXR_DATA_ROOT": str(work / "no_course_data"), "GRADIO_TEMP_DIR": str(work / "gradio_tmp"),
+                "GRADIO_TEMP_DIR": str(work / "gradio_tmp"),
                 **(env or {})}
     full_env.pop("GRADIO_SERVER_PORT", None)
     log = work / f"app-{port}.log"
@@ -202,7 +202,7 @@ def student(url: str, ip: str, calls: Calls, duration: float, downloads: str, se
     c = visitor_client(url, ip, downloads)
     args = {"classify": dict(args=(None, MODEL, EXAMPLE)),
             "heatmaps": dict(args=(None, MODEL), kwargs={"example": EXAMPLE}),
-            "outcome_heatmaps": dict(args=(MODEL, "examples", 0.5, "TP", 1))}
+            "outcome_heatmaps": dict(args=(MODEL, "test", 0.5, "TP", 1))}
     try:
         if ready is not None:
             with contextlib.suppress(Exception):
@@ -212,6 +212,8 @@ def student(url: str, ip: str, calls: Calls, duration: float, downloads: str, se
         t_end = time.perf_counter() + duration
         done = 0
         while (rounds is None or done < rounds) and time.perf_counter() < t_end:
+            args["outcome_heatmaps"]["args"] = (MODEL, "test", 0.5, rng.choice(("TP", "TN", "FP", "FN")),
+                                                rng.randint(1, 5))
             for ep in endpoints:
                 a = args[ep]
                 t0 = time.perf_counter()

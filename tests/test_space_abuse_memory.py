@@ -87,8 +87,7 @@ def test_the_worst_mix_of_public_requests_stays_under_3_gb(tmp_path):
     mix += [("whole split", "/heatmap_grid", ("resnet18_scratch", "default", "FP", "test", 10))]
 
     work = tmp_path / "app"
-    with launch_app(work, env={"XCXR_RUNS_DIR": str(next(iter(runs.values())).parent),
-                               "XCXR_DATA_ROOT": str(ROOT / "data" / "chest_xray")}) as app:
+    with launch_app(work, env={"XCXR_RUNS_DIR": str(next(iter(runs.values())).parent)}) as app:
         normal = visitor_client(app.url, "10.9.0.1", str(work / "downloads"))
         normal.predict(None, MODEL, EXAMPLE, api_name="/classify")  # the model is loaded and warm
         idle_gb = _peak_rss_gb(app.proc.pid)
