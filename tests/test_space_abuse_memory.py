@@ -8,7 +8,8 @@ from its own address and session (an attacker with many addresses is not slowed 
   ``/heatmaps`` (with integrated gradients), ``/feature_maps`` and ``/trust``, several times over;
 * uploads it refuses: the 8000×8000 RLE DICOM, a deflate bomb, a transparent-palette PNG bomb; and an RLE segment
   bomb, which is harmless once its decoding is bounded (it is classified);
-* the hostile model folders of ``test_model_folders`` in ``runs/``, each asked to ``/classify``;
+* the hostile model folders of ``test_model_folders`` in ``runs/``, each asked to ``/classify``, and the one whose
+  model card is a symbolic link to a file outside it asked for its ``/report`` (which must not show that file);
 * the whole-split endpoints (``/outcomes`` and ``/report`` on the 977-image test split, both shipped models, and
   the 10×2 grid).
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.load import EXAMPLE, MODEL, launch_app, visitor_client  # noqa: E402
 from test_images import make_deflated_dicom, make_rle_bomb, make_rle_dicom  # noqa: E402
-from test_model_folders import hostile_folders  # noqa: E402
+from test_model_folders import SECRET, hostile_folders  # noqa: E402
 from test_space_abuse_uploads import _transparent_bomb  # noqa: E402
 
 #: The budget the issue sets for any mix of public requests (GiB).
@@ -85,6 +86,8 @@ def test_the_worst_mix_of_public_requests_stays_under_3_gb(tmp_path):
     for model in (MODEL, "resnet18_scratch"):
         mix += [("whole split", "/outcomes", (model, "test", 0.5)), ("whole split", "/report", (model, "test", 0.5))]
     mix += [("whole split", "/heatmap_grid", ("resnet18_scratch", "default", "FP", "test", 10))]
+    # the model card of this folder is a symbolic link to a file outside it: the report must never show that file
+    mix += [("card symlink", "/report", ("run:card_symlink", "test", 0.5))]
 
     work = tmp_path / "app"
     with launch_app(work, env={"XCXR_RUNS_DIR": str(next(iter(runs.values())).parent)}) as app:
@@ -92,14 +95,17 @@ def test_the_worst_mix_of_public_requests_stays_under_3_gb(tmp_path):
         normal.predict(None, MODEL, EXAMPLE, api_name="/classify")  # the model is loaded and warm
         idle_gb = _peak_rss_gb(app.proc.pid)
         outcomes: list[tuple[str, str, str]] = []
+        texts: list[str] = []
         lock = threading.Lock()
 
         def send(k: int, label: str, api: str, args: tuple) -> None:
             client = visitor_client(app.url, f"10.66.{k // 200}.{k % 200 + 1}", str(work / "downloads"))
             args = tuple(a() if callable(a) else a for a in args)
             try:
-                client.predict(*args, api_name=api)
+                answer = client.predict(*args, api_name=api)
                 result = "answered"
+                if label == "card symlink":
+                    texts.append(repr(answer))
             except AppError as e:
                 result = f"refused: {str(e)[:120]}"
             with lock:
@@ -131,12 +137,13 @@ def test_the_worst_mix_of_public_requests_stays_under_3_gb(tmp_path):
     for label, api, r in outcomes:
         if label.startswith("refused "):
             assert r.startswith("refused: " + label.removeprefix("refused ")), (label, r)
-        if label in ("whole split", "rle bomb"):
+        if label in ("whole split", "rle bomb", "card symlink"):
             assert r == "answered", (api, r)
     # the harmless hostile folders load (from model.safetensors only), every other one is refused with its reason
     for label, api, r in outcomes:
         if label.startswith("hostile folder ") and not label.endswith(("timm_evil_file", "card_symlink")):
             assert r.startswith("refused: ") and ("unavailable" in r or "unknown model" in r), (label, r)
     assert not (tmp_path / "hostile" / "runs" / "PWNED").exists()
+    assert len(texts) == 1 and SECRET not in texts[0] and "No model card" in texts[0]
     # nothing unforeseen: the app logs each unexpected exception under an error id (space/errors.py)
     assert "error id" not in log, log[-3000:]
