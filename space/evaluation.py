@@ -46,8 +46,9 @@ from .links import LinkParams
 __all__ = ["data_root", "data_choices", "default_split", "load_data", "predict", "warm_up", "initial_threshold",
            "initial_threshold_spec", "presets_for", "preset_threshold", "preset_choice", "PRESET_LABELS", "BUNDLED",
            "ThresholdError", "parse_threshold", "threshold_text", "default_threshold_spec", "resolve_threshold",
-           "threshold_from_link", "split_from_link", "setting_key", "describe_threshold", "spec_for", "CHOSEN_ON_VALIDATION",
-           "BEST_ON_SPLIT", "load_split_call", "predict_call", "prediction_lines", "threshold_lines"]
+           "threshold_from_link", "split_from_link", "evaluation_from_link", "setting_key", "describe_threshold",
+           "spec_for", "CHOSEN_ON_VALIDATION", "BEST_ON_SPLIT", "load_split_call", "predict_call", "prediction_lines",
+           "threshold_lines"]
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "examples" / "chest_xray_test"
@@ -338,6 +339,19 @@ def threshold_from_link(p: LinkParams, model: nn.Module, name: str, split: str) 
     spec = default_threshold_spec(model)
     t, desc = resolve_threshold(model, name, split, spec)
     return t, spec, desc
+
+
+def evaluation_from_link(ctx: AppContext, p: LinkParams) -> tuple[str, nn.Module, str, float, str, str]:
+    """What a link to Outcomes or the Model report evaluates: ``(model name, model, split, threshold, threshold
+    spec, its description)``. The model is the link's when the app can load it (:func:`space.app.read_link` has
+    already named a bad one), else the default; split and threshold as :func:`split_from_link` and
+    :func:`threshold_from_link` read them."""
+    asked = p.raw("model")
+    name = asked if asked in ctx.catalog.available() else ctx.default_model
+    split = split_from_link(p)
+    model = ctx.model(name)
+    t, spec, desc = threshold_from_link(p, model, name, split)
+    return name, model, split, t, spec, desc
 
 
 def setting_key(name: str | None, split: str | None, threshold: float | None) -> str:

@@ -226,3 +226,16 @@ def test_relative_imports_resolve_to_modules(tmp_path, source, expected):
     (pkg / "a.py").write_text(source)
     (pkg / "b.py").write_text("x = 1\n")
     assert {e.target for e in import_graph(pkg)["pkg.a"]} == expected
+
+
+def test_the_app_starts_without_matplotlib():
+    """matplotlib (0.3 s) is imported on the first figure, not while the app starts: the first page's time
+    (README: cold start ≤ 6 s) depends on it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['IPython'] = None; import space.app; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -239,9 +239,17 @@ def test_link_bad_values_warn_and_use_defaults(tab, model):
     assert got["threshold"] == "model"  # the default: the model's own threshold
 
 
-def test_link_to_another_tab_changes_nothing(tab):
-    fn, outputs = tab[1].on_link
-    assert all(u == gr.skip() for u in fn({"tab": "heatmaps", "model": MODEL}))
+def test_link_to_another_tab_changes_nothing_here(demo):
+    """The app runs only the linked tab's ``on_link``: a Heatmaps link leaves every Outcomes output as it is."""
+    apply_link = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "apply_link")
+    mine = {id(c) for c in demo.xcxr_tabs["outcomes"].on_link[1]}
+    got = apply_link.fn("heatmaps", {"tab": "heatmaps", "model": MODEL, "outcome": "FP", "index": "2"})
+    assert len(got) == len(apply_link.outputs)
+    assert all(u == gr.skip() for c, u in zip(apply_link.outputs, got) if id(c) in mine)
+    assert any(u != gr.skip() for u in got) or demo.xcxr_tabs["heatmaps"].on_link is None
+    # the same link to Outcomes does set them
+    got = apply_link.fn("outcomes", {"tab": "outcomes", "model": MODEL, "outcome": "FP", "index": "2"})
+    assert any(u != gr.skip() for c, u in zip(apply_link.outputs, got) if id(c) in mine)
 
 
 def test_preset_only_link_computes_the_galleries(tab, data):

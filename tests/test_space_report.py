@@ -89,7 +89,6 @@ def test_report_link_sets_split_and_threshold_by_name(ctx, tab, preds):
     with collecting() as told:
         _, t, spec, *_ = fn({"tab": "report", "model": MODEL, "threshold": "best"})
     assert spec == "model" and any("threshold 'best'" in x for x in told), told
-    assert all(u == gr.skip() for u in fn({"tab": "outcomes"}))
     assert dict(tab[1].link_extras).keys() == {"split", "threshold"} and "preset" in tab[1].link_reads
     assert tab[1].result_id == "report-result"
 

@@ -31,20 +31,19 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
-import matplotlib
-import matplotlib.colors as mcolors
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ..models.layers import get_config, get_layer
 from .core import capture, explaining
 from ..errors import XcxrTypeError, XcxrValueError
+
+if TYPE_CHECKING:  # matplotlib is imported on first use (0.3 s of the app's start otherwise)
+    from matplotlib.figure import Figure
 
 __all__ = ["feature_maps", "default_stages", "feature_map_grid", "feature_map_tiles", "feature_maps_figure",
            "FeatureStage"]
@@ -218,6 +217,8 @@ def _coloured(maps: torch.Tensor, tile: int, scale: str, cmap: str) -> np.ndarra
     else:
         lo, hi = big.min(), big.max()
     u = ((big - lo) / (hi - lo).clamp_min(_EPS)).clamp(0, 1).numpy()  # eps: a constant (dead) map → 0, not NaN
+    import matplotlib
+
     return np.clip(np.round(matplotlib.colormaps[cmap](u)[..., :3] * 255), 0, 255).astype(np.uint8)
 
 
@@ -228,6 +229,8 @@ def _bars(values: torch.Tensor, tile: int) -> np.ndarray:
     hi = max(float(values.max()), lo + _EPS)
     out = np.full((h, k * (bw + 2), 3), 255, np.uint8)
     zero = int(round((hi - 0.0) / (hi - lo) * (h - 1)))  # the row of value 0
+    import matplotlib.colors as mcolors
+
     colour = (np.array(mcolors.to_rgb("tab:blue")) * 255).astype(np.uint8)
     for i, v in enumerate(values.tolist()):
         y = int(round((hi - v) / (hi - lo) * (h - 1)))
@@ -249,6 +252,9 @@ def feature_maps_figure(stages: Sequence[FeatureStage], cmap: str = "viridis", s
     if not stages:
         raise XcxrValueError("stages must not be empty")
     k = max(len(s.channels) for s in stages)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(1.5 * k + 1.2, 1.6 * len(stages) + (0.4 if title else 0)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(stages), k)

@@ -21,15 +21,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 
 from ..models.layers import get_config
 from ..models.outputs import positive_probability
@@ -38,6 +34,9 @@ from .core import explaining, prepare
 from .gradcam import gradcam
 from .overlay import as_grey_uint8, overlay
 from ..errors import XcxrTypeError, XcxrValueError
+
+if TYPE_CHECKING:  # matplotlib is imported on first use (0.3 s of the app's start otherwise)
+    from matplotlib.figure import Figure
 
 __all__ = ["gradcam_figure", "saliency_outcomes_figure", "pick_rows", "OUTCOMES"]
 
@@ -147,6 +146,11 @@ def gradcam_figure(model: nn.Module, images_uint8: Any, labels: Sequence[int] | 
     else:
         his = [None] * n
 
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3 * panel_size + (0.6 if colorbar else 0), n * panel_size + 0.5), dpi=100,
                  layout="constrained")
     FigureCanvasAgg(fig)
@@ -235,6 +239,9 @@ def saliency_outcomes_figure(model: nn.Module, examples: Mapping[str, Any], meth
             results[k] = (attr[i, classes[i]].abs().numpy(), float(probs[i]), classes[i])
     tops = {k: float(np.percentile(v[0], clip_percentile)) for k, v in results.items()}
     shared_top = max(tops.values(), default=0.0)
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4 * panel_size, 2 * panel_size + 0.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)

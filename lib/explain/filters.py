@@ -31,20 +31,19 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
-import matplotlib
-import matplotlib.colors as mcolors
 import numpy as np
 import torch
 import torch.nn as nn
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.figure import Figure
 
 from ..models.layers import first_layer, get_config
 from ..errors import XcxrTypeError, XcxrValueError
 from .overlay import _font as _default_font
+
+if TYPE_CHECKING:  # matplotlib is imported on first use (0.3 s of the app's start otherwise)
+    import matplotlib.colors as mcolors
+    from matplotlib.figure import Figure
 
 __all__ = ["filter_grid", "filter_weights", "filter_summary", "filter_panel", "with_title", "FilterView"]
 
@@ -157,6 +156,8 @@ def filter_grid(model: nn.Module, per_channel: bool = True, scale: str = "common
         raise XcxrValueError(f"zoom must be a positive int or None, got {zoom!r}")
     if not isinstance(gap, int) or gap < 0:
         raise XcxrValueError(f"gap must be a non-negative int, got {gap!r}")
+    import matplotlib
+
     colour_map = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
     name, w = filter_weights(model)
     w = w[:max_filters]
@@ -184,6 +185,11 @@ def filter_grid(model: nn.Module, per_channel: bool = True, scale: str = "common
 
 def _figure(model: nn.Module, views: list[FilterView], panels: list[np.ndarray], limits: list[float], scale: str,
             cmap: mcolors.Colormap, max_filters: int) -> Figure:
+    import matplotlib.colors as mcolors
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3.2 * len(panels) + 0.6, 3.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]

@@ -21,17 +21,18 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import matplotlib.colors as mcolors
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.figure import Figure
+
 from ..errors import XcxrTypeError, XcxrValueError
+
+if TYPE_CHECKING:  # matplotlib is imported on first use (0.3 s of the app's start otherwise)
+    import matplotlib.colors as mcolors
+    from matplotlib.figure import Figure
 
 __all__ = ["overlay", "overlay_figure", "to_png_bytes", "colorize", "as_grey_uint8", "as_heatmap", "with_colorbar",
            "symmetric_limits", "DIVERGING"]
@@ -44,6 +45,9 @@ _EPS = 1e-12
 
 
 def _cmap(cmap: str | mcolors.Colormap) -> mcolors.Colormap:
+    import matplotlib
+    import matplotlib.colors as mcolors
+
     if isinstance(cmap, mcolors.Colormap):
         return cmap
     try:
@@ -152,6 +156,11 @@ def overlay_figure(grey_uint8: Any, heatmap: Any, cmap: str | mcolors.Colormap =
     grey = as_grey_uint8(grey_uint8)
     h = as_heatmap(heatmap, grey.shape)
     lo, hi = _limits(h, vmin, vmax)
+    import matplotlib.colors as mcolors
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -265,7 +274,10 @@ def to_png_bytes(image: Figure | np.ndarray, dpi: int | None = None) -> bytes:
         b'\\x89PNG'
     """
     buf = io.BytesIO()
-    if isinstance(image, Figure):
+    figure = sys.modules.get("matplotlib.figure")  # not imported yet: `image` cannot be a Figure
+    if figure is not None and isinstance(image, figure.Figure):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         if image.canvas is None or not isinstance(image.canvas, FigureCanvasAgg):
             FigureCanvasAgg(image)
         image.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")

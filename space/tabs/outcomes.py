@@ -44,10 +44,10 @@ from lib.models import get_config
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
-from ..evaluation import (spec_for, ThresholdError, data_choices, describe_threshold, initial_threshold, initial_threshold_spec,
-                          load_data, load_split_call, parse_threshold, predict, predict_call, prediction_lines,
-                          preset_choice, preset_threshold, resolve_threshold, setting_key, split_from_link,
-                          threshold_from_link, threshold_lines, threshold_text)
+from ..evaluation import (spec_for, ThresholdError, data_choices, describe_threshold, evaluation_from_link,
+                          initial_threshold, initial_threshold_spec, load_data, load_split_call, parse_threshold,
+                          predict, predict_call, prediction_lines, preset_choice, preset_threshold, resolve_threshold,
+                          setting_key, threshold_lines, threshold_text)
 from ..links import LinkParams
 from ..snippets import code_box, header, model_lines
 
@@ -441,14 +441,8 @@ def build(ctx: AppContext) -> TabSpec:
 
     @ui_errors
     def from_link(q: dict) -> tuple:
-        q = dict(q or {})
-        if q.get("tab") != "outcomes" and not any(k in q for k in ("outcome", "index", "image")):
-            return tuple(gr.skip() for _ in link_outputs)
         p = LinkParams(q, "outcomes")
-        name = q.get("model") if q.get("model") in ctx.catalog.available() else ctx.default_model
-        split_name = split_from_link(p)
-        m = ctx.model(name)
-        t, spec_text, _ = threshold_from_link(p, m, name, split_name)
+        name, m, split_name, t, spec_text, _ = evaluation_from_link(ctx, p)
         outcome = p.choice("outcome", OUTCOMES, default=None, what="outcome")
         index = p.integer("index", 1, 10**7, default=None)
         image = p.raw("image")

@@ -29,25 +29,28 @@ import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import torch.nn as nn
-from matplotlib.figure import Figure
 from PIL import Image
 
 from lib.explain import to_png_bytes
-from lib.metrics import evaluate_predictions, plot_confusion_matrix, plot_roc, plot_training_curves
+from lib import metrics as lib_metrics  # its plot_* functions import matplotlib on first use
+from lib.metrics import evaluate_predictions
 from lib.models import ModelLoadError, folder_file, get_config, model_file
 
 from ..context import AppContext, TabSpec, model_choice
 from ..errors import ui_errors
 from ..evaluation import (spec_for, BEST_ON_SPLIT, PRESET_LABELS, ThresholdError, data_choices, describe_threshold,
-                          initial_threshold, initial_threshold_spec, load_data, load_split_call, parse_threshold,
-                          predict, predict_call, prediction_lines, preset_choice, preset_threshold, resolve_threshold,
-                          setting_key, split_from_link, threshold_from_link, threshold_lines, threshold_text)
+                          evaluation_from_link, initial_threshold, initial_threshold_spec, load_data,
+                          load_split_call, parse_threshold, predict, predict_call, prediction_lines, preset_choice,
+                          preset_threshold, resolve_threshold, setting_key, threshold_lines, threshold_text)
 from ..links import LinkParams
 from ..snippets import code_box, header, model_lines
+
+if TYPE_CHECKING:  # matplotlib is imported on first use (0.3 s of the app's start otherwise)
+    from matplotlib.figure import Figure
 
 __all__ = ["build", "compute_report", "snippet", "METRIC_ROWS", "TABLE_HEADERS", "model_card"]
 
@@ -131,7 +134,7 @@ def _training_curves(folder: nn.Module | Path | None) -> Image.Image | None:
         key = ("curves", str(hist), hist.stat().st_mtime_ns)
         try:
             history = json.loads(hist.read_text())
-            return _cached(key, lambda: _png(plot_training_curves(history)))
+            return _cached(key, lambda: _png(lib_metrics.plot_training_curves(history)))
         except (ValueError, TypeError):  # an unreadable history: fall back to the saved picture
             pass
     png = _file(folder, "training_curves.png", MAX_FIGURE_BYTES)
@@ -175,10 +178,10 @@ def compute_report(ctx: AppContext, name: str, split: str, threshold: float, pro
     both = len(set(pred.label.tolist())) == 2
     # the legend names where the threshold in use comes from; the note says which preset(s) it is
     in_use = f"in use ({desc.rsplit(', ', 1)[-1]})" if desc else "in use"
-    roc = _cached(("roc", pred.key, name, split, t, in_use), lambda: _png(plot_roc(
+    roc = _cached(("roc", pred.key, name, split, t, in_use), lambda: _png(lib_metrics.plot_roc(
         pred.label, pred.probability, mark=("f1", "gmean"), mark_label="{name} " + BEST_ON_SPLIT,
         operating_points={in_use: t}, title=f"ROC: {name} on {split}"), LABEL_ROOM)) if both else None
-    cm = _cached(("cm", pred.key, name, split, t), lambda: _png(plot_confusion_matrix(
+    cm = _cached(("cm", pred.key, name, split, t), lambda: _png(lib_metrics.plot_confusion_matrix(
         metrics["confusion_matrix"], class_names=pred.classes, title=f"{name} on {split}, t={t:.3f}"), LABEL_ROOM))
     curves = _training_curves(m)  # the files that travel with the model: its folder, or its Hub repo
     thr = metrics.get("thresholds") or {}
@@ -347,13 +350,8 @@ def build(ctx: AppContext) -> TabSpec:
 
     @ui_errors
     def from_link(q: dict) -> tuple:
-        if (q or {}).get("tab") != "report":
-            return tuple(gr.skip() for _ in link_outputs)
         p = LinkParams(q, "report")
-        name = q.get("model") if q.get("model") in ctx.catalog.available() else ctx.default_model
-        split_name = split_from_link(p)
-        m = ctx.model(name)
-        t, spec_text, desc = threshold_from_link(p, m, name, split_name)
+        _, _, split_name, t, spec_text, desc = evaluation_from_link(ctx, p)
         p.warn()
         parsed = parse_threshold(spec_text)
         tok = uuid.uuid4().hex[:12]  # the link's report is the newest request: queued older ones skip
