@@ -1,4 +1,5 @@
-"""Two fixes to Gradio internals: atomic writes of output images, and password boxes kept out of session state.
+"""Three fixes to Gradio internals: atomic writes of output images, password boxes kept out of session state, and
+no per-session config copy for calls that never run.
 
 **Atomic writes of output images in Gradio's cache, so concurrent visitors never download a half-written file.**
 
@@ -18,6 +19,14 @@ and ``/?deep_link=<hash>`` puts them back into the page of whoever opens that li
 (``space/visitor_models.py``) must reach its one download and nothing else, so the value of a
 ``gr.Textbox(type="password")`` is recorded as ``""`` (every password box: a secret has no place in a link).
 
+**A new session costs nothing until one of its events runs.** Gradio 6.31 creates a session's state when its first
+event is queued, and builds there the configs of every component of the app for its deep links
+(``SessionState.config_values``): about 50 ms per new session for this app, in the server's event loop. A client
+that floods ``/gradio_api/call/classify`` with a new session per call, never reading the results, made the app
+spend that on each accepted call, while the students' requests waited behind them in the same loop (measured:
+55 ms per accepted call, 7 ms per refused one). The configs are now built on first use (the first event that runs,
+or a deep link), as Gradio would build them: ``SessionState.__init__`` is Gradio's own minus that step.
+
 :func:`install` replaces the two functions in ``gradio.processing_utils`` (every component calls them through the
 module) and the session state's recorder; :func:`check` verifies that the Gradio version is the one this was
 written against, so an upgrade makes ``tests/test_space_abuse.py`` fail and someone re-reads this.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from copy import copy
 from pathlib import Path
 
 import gradio
@@ -71,6 +81,34 @@ def save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
     return str(path)
 
 
+def _session_state_init(self: SessionState, blocks: gradio.Blocks) -> None:
+    """``SessionState.__init__`` of Gradio 6.31 without its eager ``config_values`` (see :func:`_config_values`)."""
+    self.blocks_config = copy(blocks.default_config)
+    self._xcxr_blocks = blocks
+    self.state_data = {}
+    self._state_ttl = {}
+    self.is_closed = False
+    self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
+
+
+def _config_values(self: SessionState) -> dict:
+    """The session's component configs for Gradio's deep links, computed on first use instead of when the session
+    is created. Gradio 6.31 builds them for every component of the app as the session's first event is *queued*:
+    about 50 ms for this app, in the server's event loop, for each new session — also for every call a flooding
+    client sends and never reads (those never run, so this is never needed for them)."""
+    values = self.__dict__.get("_xcxr_config_values")
+    if values is None:
+        blocks = self._xcxr_blocks
+        values = {k: self.blocks_config.config_for_block(k, [], v)
+                  for k, v in self.blocks_config.blocks.items() if k in blocks.blocks}
+        self.__dict__["_xcxr_config_values"] = values
+    return values
+
+
+def _set_config_values(self: SessionState, values: dict) -> None:
+    self.__dict__["_xcxr_config_values"] = values
+
+
 _record_value = SessionState._update_value_in_config
 
 
@@ -104,3 +142,5 @@ def install() -> None:
     processing_utils.save_pil_to_cache = save_pil_to_cache
     processing_utils.save_bytes_to_cache = save_bytes_to_cache
     SessionState._update_value_in_config = _record_value_but_no_password
+    SessionState.__init__ = _session_state_init  # type: ignore[method-assign]
+    SessionState.config_values = property(_config_values, _set_config_values)  # type: ignore[attr-defined]
