@@ -6,8 +6,8 @@ what to wire across tabs:
 * ``model`` / ``example``: the tab's own dropdowns. A deep link (``?tab=heatmaps&model=pneumonia_cnn&example=
   PNEUMONIA/person1071_virus_1774.jpeg``) sets every tab's dropdowns; the "Copy link" button reads the open tab's.
 * ``on_link``: ``(fn, outputs)``; ``fn(query params: dict[str, str])`` runs on the page load of a link to this tab
-  (the app calls only the linked tab's) and updates ``outputs`` (the Outcomes tab reads ``outcome``, ``index``…). ``link_extras``: the ``(param, component)`` pairs the copy
-  button writes back into the link for this tab.
+  (the app calls only the linked tab's) and updates ``outputs`` (the Outcomes tab reads ``outcome``, ``index``…).
+  ``link_extras``: the ``(param, component)`` pairs the copy button writes back into the link for this tab.
 * ``link_reads``: further parameters ``on_link`` reads; ``result_id``: the element a deep link scrolls into view.
   Link parameters are read through :class:`space.links.LinkParams` (bad values → a warning toast).
 * ``on_open``: ``(fn, inputs, outputs)`` run when the tab is opened (a click or a deep link), so it is never empty;

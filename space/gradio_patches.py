@@ -28,13 +28,15 @@ spend that on each accepted call, while the students' requests waited behind the
 or a deep link), as Gradio would build them: ``SessionState.__init__`` is Gradio's own minus that step.
 
 :func:`install` replaces the two functions in ``gradio.processing_utils`` (every component calls them through the
-module) and the session state's recorder; :func:`check` verifies that the Gradio version is the one this was
-written against, so an upgrade makes ``tests/test_space_abuse.py`` fail and someone re-reads this.
+module), the session state's recorder, its ``__init__`` and its ``config_values`` (a property built on first use);
+:func:`check` verifies that the Gradio version is the one this was written against, so an upgrade makes
+``tests/test_space_abuse.py`` fail and someone re-reads this.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from copy import copy
 from pathlib import Path
 
@@ -91,6 +93,9 @@ def _session_state_init(self: SessionState, blocks: gradio.Blocks) -> None:
     self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
 
 
+_CONFIG_LOCK = threading.Lock()
+
+
 def _config_values(self: SessionState) -> dict:
     """The session's component configs for Gradio's deep links, computed on first use instead of when the session
     is created. Gradio 6.31 builds them for every component of the app as the session's first event is *queued*:
@@ -98,10 +103,13 @@ def _config_values(self: SessionState) -> dict:
     client sends and never reads (those never run, so this is never needed for them)."""
     values = self.__dict__.get("_xcxr_config_values")
     if values is None:
-        blocks = self._xcxr_blocks
-        values = {k: self.blocks_config.config_for_block(k, [], v)
-                  for k, v in self.blocks_config.blocks.items() if k in blocks.blocks}
-        self.__dict__["_xcxr_config_values"] = values
+        with _CONFIG_LOCK:  # two first events of one session at once: one dict, so no recorded value is lost
+            values = self.__dict__.get("_xcxr_config_values")
+            if values is None:
+                blocks = self._xcxr_blocks
+                values = {k: self.blocks_config.config_for_block(k, [], v)
+                          for k, v in self.blocks_config.blocks.items() if k in blocks.blocks}
+                self.__dict__["_xcxr_config_values"] = values
     return values
 
 

@@ -153,14 +153,14 @@ def overlay_figure(grey_uint8: Any, heatmap: Any, cmap: str | mcolors.Colormap =
         ...                      colorbar_label="logit evidence")
         >>> png = to_png_bytes(fig)
     """
-    grey = as_grey_uint8(grey_uint8)
-    h = as_heatmap(heatmap, grey.shape)
-    lo, hi = _limits(h, vmin, vmax)
     import matplotlib.colors as mcolors
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.figure import Figure
 
+    grey = as_grey_uint8(grey_uint8)
+    h = as_heatmap(heatmap, grey.shape)
+    lo, hi = _limits(h, vmin, vmax)
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
