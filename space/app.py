@@ -212,7 +212,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     # One queue for every visitor: per-visitor limits, unread events dropped, fair order, two lanes (see
     # space/fair_queue.py). Events without a concurrency_id of their own join the interactive lane.
     fair_queue.install(demo, lanes=LANES, default_lane=INTERACTIVE, max_size=QUEUE_MAX_SIZE)
-    gradio_patches.install()  # output images written atomically: a class downloads the same file at once
+    # output images written atomically (a class downloads the same file at once), no password in session state, no
+    # per-session config copy before a session's first event runs (space/gradio_patches.py)
+    gradio_patches.install()
     demo.xcxr_context = ctx  # type: ignore[attr-defined]  # tests and benchmarks reach the catalog through this
     demo.xcxr_tabs = specs  # type: ignore[attr-defined]  # tab id -> TabSpec, for tests
     # the copy-link wiring, for tests: owner maps, the JSON handed to the JS and its input components in order
