@@ -287,11 +287,11 @@ class _Refusals:
 _refusals = _Refusals()
 
 
-def _refuse_upload(path: str, message: str) -> gr.Error:
-    """Remember why, remove the temporary copy, and return the error to raise."""
+def _refuse_upload(path: str, message: str, **error: Any) -> gr.Error:
+    """Remember why, remove the temporary copy, and return the error to raise (``error``: ``gr.Error`` options)."""
     _refusals.remember(path, message)
     discard_upload(path)
-    return gr.Error(message)
+    return gr.Error(message, **error)
 
 
 def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model: nn.Module,
@@ -332,10 +332,8 @@ def _load_image(examples: ExampleSet, upload: Any, example_id: str | None, model
         # its text is internal (decoder names, temp paths): logged with the traceback, not shown
         incident = log_incident(f"decoding {shown!r}")
         msg = f"{public_text(shown)}: the file could not be read as an image (error id {incident})."
-        if uploaded:
-            _refusals.remember(path, msg)
-            discard_upload(path)
-        raise gr.Error(msg, print_exception=False) from None
+        raise (_refuse_upload(path, msg, print_exception=False) if uploaded
+               else gr.Error(msg, print_exception=False)) from None
     return small, full
 
 
